@@ -1,0 +1,364 @@
+//! An instrumented `BertForSequenceClassification`: the same arithmetic as Hugging Face (and the
+//! reference implementation of Chefer et al.), built only from differentiable candle ops, keeping
+//! the activations that relevance propagation needs and exposing ∂logit/∂attention per layer.
+
+use candle_core::{D, DType, Device, Module, Tensor, Var};
+use candle_nn::Linear;
+
+use crate::config::{Activation, BertConfig};
+use crate::error::Result;
+use crate::weights::WeightStore;
+
+/// Numeric precision of the forward pass and of every relevance computation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// The LRP rules are badly conditioned; float64 reproduces the reference to ~1e-9.
+    F64,
+}
+
+impl Precision {
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F64 => DType::F64,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Written out because candle's fused layer norm has no backward pass.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let variance = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
+        Ok(normed
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)?)
+    }
+}
+
+#[derive(Clone)]
+pub struct Embeddings {
+    pub word: Tensor,
+    pub position: Tensor,
+    pub token_type: Tensor,
+    pub layer_norm: LayerNorm,
+}
+
+#[derive(Clone)]
+pub struct EncoderLayer {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub attention_output: Linear,
+    pub attention_norm: LayerNorm,
+    pub intermediate: Linear,
+    pub output: Linear,
+    pub output_norm: LayerNorm,
+}
+
+#[derive(Clone)]
+pub struct BertClassifier {
+    pub config: BertConfig,
+    pub embeddings: Embeddings,
+    pub layers: Vec<EncoderLayer>,
+    pub pooler: Linear,
+    pub classifier: Linear,
+    pub dtype: DType,
+    pub device: Device,
+}
+
+/// Activations of one encoder layer, as the LRP rules need them.
+pub struct LayerActivations {
+    /// Layer input [B, N, D].
+    pub input: Tensor,
+    /// Query, key, value in head layout [B, H, N, d].
+    pub query: Tensor,
+    pub key: Tensor,
+    pub value: Tensor,
+    /// Scaled (not yet masked) attention scores [B, H, N, N].
+    pub scores: Tensor,
+    /// Attention probabilities [B, H, N, N] (softmax output).
+    pub probs: Tensor,
+    /// Attention context, heads merged [B, N, D].
+    pub context: Tensor,
+    /// Output of the attention dense layer [B, N, D].
+    pub attention_dense: Tensor,
+    /// After the attention residual LayerNorm [B, N, D].
+    pub attention_normed: Tensor,
+    /// Activation output of the intermediate layer [B, N, F].
+    pub intermediate_act: Tensor,
+    /// Output of the output dense layer [B, N, D].
+    pub output_dense: Tensor,
+}
+
+/// Everything one forward pass computed.
+pub struct ForwardPass {
+    /// Encoder input (output of the embedding LayerNorm) [B, N, D].
+    pub embedded: Tensor,
+    /// Additive attention mask `(1 - m) * -10000`, [B, 1, 1, N].
+    pub extended_mask: Tensor,
+    pub layers: Vec<LayerActivations>,
+    /// [CLS] vector of the last hidden state [B, D].
+    pub cls: Tensor,
+    /// tanh pooler output [B, D].
+    pub pooled: Tensor,
+    /// [B, C].
+    pub logits: Tensor,
+    probes: Option<Probes>,
+}
+
+struct Probes {
+    embedded: Var,
+    probs: Vec<Var>,
+}
+
+/// Gradients of the summed target logits.
+pub struct Gradients {
+    /// ∂y_c/∂P per layer, [B, H, N, N].
+    pub probs: Vec<Tensor>,
+    /// ∂y_c/∂e at the encoder input [B, N, D].
+    pub embedded: Tensor,
+}
+
+fn linear(store: &WeightStore, name: &str, out_dim: usize, in_dim: usize) -> Result<Linear> {
+    let weight = store.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
+    let bias = store.get(&format!("{name}.bias"), &[out_dim])?;
+    Ok(Linear::new(weight, Some(bias)))
+}
+
+fn layer_norm(store: &WeightStore, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
+    Ok(LayerNorm {
+        weight: store.get(&format!("{name}.weight"), &[dim])?,
+        bias: store.get(&format!("{name}.bias"), &[dim])?,
+        eps,
+    })
+}
+
+impl BertClassifier {
+    pub fn load(
+        config: BertConfig,
+        store: &WeightStore,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let d = config.hidden_size;
+        let f = config.intermediate_size;
+        let eps = config.layer_norm_eps;
+        let embeddings = Embeddings {
+            word: store.get("embeddings.word_embeddings.weight", &[config.vocab_size, d])?,
+            position: store.get(
+                "embeddings.position_embeddings.weight",
+                &[config.max_position_embeddings, d],
+            )?,
+            token_type: store.get(
+                "embeddings.token_type_embeddings.weight",
+                &[config.type_vocab_size, d],
+            )?,
+            layer_norm: layer_norm(store, "embeddings.LayerNorm", d, eps)?,
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            layers.push(EncoderLayer {
+                query: linear(store, &format!("{p}.attention.self.query"), d, d)?,
+                key: linear(store, &format!("{p}.attention.self.key"), d, d)?,
+                value: linear(store, &format!("{p}.attention.self.value"), d, d)?,
+                attention_output: linear(store, &format!("{p}.attention.output.dense"), d, d)?,
+                attention_norm: layer_norm(
+                    store,
+                    &format!("{p}.attention.output.LayerNorm"),
+                    d,
+                    eps,
+                )?,
+                intermediate: linear(store, &format!("{p}.intermediate.dense"), f, d)?,
+                output: linear(store, &format!("{p}.output.dense"), d, f)?,
+                output_norm: layer_norm(store, &format!("{p}.output.LayerNorm"), d, eps)?,
+            });
+        }
+        let pooler = linear(store, "pooler.dense", d, d)?;
+        let classifier = linear(store, "classifier", config.num_labels(), d)?;
+        Ok(BertClassifier {
+            config,
+            embeddings,
+            layers,
+            pooler,
+            classifier,
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    fn activation(&self, x: &Tensor) -> Result<Tensor> {
+        // Composite forms: candle's fused GELU backward uses a 6-digit constant, which would
+        // put a 1e-7 relative error into every gradient.
+        Ok(match self.config.hidden_act {
+            Activation::Gelu => {
+                let erf = x.affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)?.erf()?;
+                ((x * 0.5)? * (erf + 1.0)?)?
+            }
+            Activation::GeluTanh => {
+                let inner = (x + (x.powf(3.0)? * 0.044715)?)?
+                    .affine((2.0 / std::f64::consts::PI).sqrt(), 0.0)?;
+                ((x * 0.5)? * (inner.tanh()? + 1.0)?)?
+            }
+            Activation::Relu => x.relu()?,
+        })
+    }
+
+    /// Input ids and 0/1 mask, both [B, N] u32, to the embedding LayerNorm output [B, N, D].
+    pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (batch, len) = input_ids.dims2()?;
+        let d = self.config.hidden_size;
+        let word = self
+            .embeddings
+            .word
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((batch, len, d))?;
+        let position = self.embeddings.position.narrow(0, 0, len)?.unsqueeze(0)?;
+        // Token types are all 0: one segment per text.
+        let token_type = self.embeddings.token_type.narrow(0, 0, 1)?.unsqueeze(0)?;
+        // Same summation order as the reference: (token_type + position) + word.
+        let summed = token_type.broadcast_add(&position)?.broadcast_add(&word)?;
+        self.embeddings.layer_norm.forward(&summed)
+    }
+
+    /// The forward pass. With `with_gradients` a zero variable is added to the encoder input and
+    /// to every attention map so that one backward pass yields ∂y/∂P for all layers at once.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        mask: &Tensor,
+        with_gradients: bool,
+    ) -> Result<ForwardPass> {
+        let (batch, len) = input_ids.dims2()?;
+        let heads = self.config.num_attention_heads;
+        let head_dim = self.config.head_dim();
+        let d = self.config.hidden_size;
+        let extended_mask = ((mask.to_dtype(self.dtype)?.affine(-1.0, 1.0)?) * -10000.0)?
+            .reshape((batch, 1, 1, len))?;
+
+        let mut probes = if with_gradients {
+            Some(Probes {
+                embedded: Var::zeros((batch, len, d), self.dtype, &self.device)?,
+                probs: Vec::new(),
+            })
+        } else {
+            None
+        };
+        let embedded = self.embed(input_ids)?;
+        let mut hidden = match &probes {
+            Some(p) => (&embedded + p.embedded.as_tensor())?,
+            None => embedded.clone(),
+        };
+        let scale = (head_dim as f64).sqrt();
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let split_heads = |x: Tensor| -> Result<Tensor> {
+                Ok(x.reshape((batch, len, heads, head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let query = split_heads(layer.query.forward(&hidden)?)?;
+            let key = split_heads(layer.key.forward(&hidden)?)?;
+            let value = split_heads(layer.value.forward(&hidden)?)?;
+            let scores = (query.matmul(&key.t()?.contiguous()?)? / scale)?;
+            let masked = scores.broadcast_add(&extended_mask)?;
+            let probs = candle_nn::ops::softmax(&masked, D::Minus1)?;
+            let probs_used = match probes.as_mut() {
+                Some(p) => {
+                    let var = Var::zeros(probs.shape(), self.dtype, &self.device)?;
+                    let used = (&probs + var.as_tensor())?;
+                    p.probs.push(var);
+                    used
+                }
+                None => probs.clone(),
+            };
+            let context = probs_used
+                .matmul(&value)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((batch, len, d))?;
+            let attention_dense = layer.attention_output.forward(&context)?;
+            let attention_normed = layer
+                .attention_norm
+                .forward(&(&attention_dense + &hidden)?)?;
+            let intermediate_act =
+                self.activation(&layer.intermediate.forward(&attention_normed)?)?;
+            let output_dense = layer.output.forward(&intermediate_act)?;
+            let next = layer
+                .output_norm
+                .forward(&(&output_dense + &attention_normed)?)?;
+            layers.push(LayerActivations {
+                input: hidden,
+                query,
+                key,
+                value,
+                scores,
+                probs,
+                context,
+                attention_dense,
+                attention_normed,
+                intermediate_act,
+                output_dense,
+            });
+            hidden = next;
+        }
+        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = self.pooler.forward(&cls)?.tanh()?;
+        let logits = self.classifier.forward(&pooled)?;
+        Ok(ForwardPass {
+            embedded,
+            extended_mask,
+            layers,
+            cls,
+            pooled,
+            logits,
+            probes,
+        })
+    }
+
+    /// Logits only, for training and plain classification (keeps no activations alive).
+    pub fn logits(&self, input_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        Ok(self.forward(input_ids, mask, false)?.logits)
+    }
+}
+
+impl ForwardPass {
+    /// One backward pass of Σ_b logits[b, targets[b]] (the pre-softmax logits, as the reference).
+    pub fn gradients(&self, targets: &[usize]) -> Result<Gradients> {
+        let probes = self.probes.as_ref().ok_or_else(|| {
+            crate::error::Error::Usage("forward pass was run without gradient probes".into())
+        })?;
+        let (batch, classes) = self.logits.dims2()?;
+        let mut onehot = vec![0f64; batch * classes];
+        for (b, &c) in targets.iter().enumerate() {
+            onehot[b * classes + c] = 1.0;
+        }
+        let onehot = Tensor::from_vec(onehot, (batch, classes), self.logits.device())?
+            .to_dtype(self.logits.dtype())?;
+        let objective = (&self.logits * onehot)?.sum_all()?;
+        let grads = objective.backward()?;
+        let get = |var: &Var| -> Result<Tensor> {
+            Ok(grads
+                .get(var.as_tensor())
+                .cloned()
+                .unwrap_or(var.as_tensor().zeros_like()?))
+        };
+        Ok(Gradients {
+            probs: probes.probs.iter().map(get).collect::<Result<_>>()?,
+            embedded: get(&probes.embedded)?,
+        })
+    }
+}

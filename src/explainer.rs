@@ -1,0 +1,476 @@
+//! The one API every front-end uses: text in, prediction and per-token / per-word relevance out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{Device, Tensor};
+
+use crate::bert::{BertClassifier, Precision};
+use crate::config::BertConfig;
+use crate::error::{Error, Result};
+use crate::methods::{self, Method, MethodInputs};
+use crate::model_dir::{ModelFiles, TokenizerFile};
+use crate::text::{self, Aggregation, Piece, TextEncoder, Window};
+use crate::weights::WeightStore;
+
+/// Which class an explanation is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Target {
+    /// The class the model predicts for the text.
+    #[default]
+    Predicted,
+    Class(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExplainerOptions {
+    pub precision: Precision,
+    pub device: Device,
+    /// Longest sequence (special tokens included) given to the model at once; longer texts are
+    /// split into overlapping windows. Defaults to the model's `max_position_embeddings`.
+    pub max_tokens: Option<usize>,
+    pub aggregation: Aggregation,
+    /// Sequences (windows) per forward pass.
+    pub batch_size: usize,
+    /// Explanations kept in memory, keyed by text, methods and target.
+    pub cache_capacity: usize,
+}
+
+impl Default for ExplainerOptions {
+    fn default() -> Self {
+        ExplainerOptions {
+            precision: Precision::F32,
+            device: Device::Cpu,
+            max_tokens: None,
+            aggregation: Aggregation::Sum,
+            batch_size: 16,
+            cache_capacity: 4096,
+        }
+    }
+}
+
+/// A token position of the whole text: [CLS], the word-pieces, [SEP].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Token {
+    pub token: String,
+    pub id: u32,
+    /// Byte span in the original text; empty (0, 0) for [CLS]/[SEP].
+    pub start: usize,
+    pub end: usize,
+    pub special: bool,
+}
+
+/// A word of the original text (byte span) and the token positions it covers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Word {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+    pub tokens: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Attribution {
+    pub method: String,
+    /// One score per token position, [CLS] and [SEP] included (the method's own vector).
+    pub token_scores: Vec<f64>,
+    /// One score per word, aggregated from its pieces.
+    pub word_scores: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Explanation {
+    pub text: String,
+    pub logits: Vec<f64>,
+    pub probs: Vec<f64>,
+    pub predicted: usize,
+    pub target: usize,
+    pub tokens: Vec<Token>,
+    pub words: Vec<Word>,
+    pub attributions: Vec<Attribution>,
+    /// How many windows the text was split into (1 when it fits the model).
+    pub windows: usize,
+}
+
+impl Explanation {
+    pub fn attribution(&self, method: Method) -> Option<&Attribution> {
+        self.attributions.iter().find(|a| a.method == method.name())
+    }
+}
+
+type CacheKey = (String, Target, Vec<Method>);
+
+pub struct Explainer {
+    model: BertClassifier,
+    encoder: TextEncoder,
+    pub model_name: String,
+    options: ExplainerOptions,
+    cache: Mutex<HashMap<CacheKey, Arc<Explanation>>>,
+}
+
+/// One text's pieces and windows while it is being explained.
+struct Document<'a> {
+    text: &'a str,
+    pieces: Vec<Piece>,
+    windows: Vec<Window>,
+}
+
+impl Explainer {
+    /// Loads a model directory or hub id.
+    pub fn load(model: &str, options: ExplainerOptions) -> Result<Self> {
+        Self::from_files(&ModelFiles::resolve(model)?, options)
+    }
+
+    pub fn from_files(files: &ModelFiles, options: ExplainerOptions) -> Result<Self> {
+        let config = BertConfig::from_file(&files.config)?;
+        let dtype = options.precision.dtype();
+        let store = WeightStore::load(&files.weights, dtype, &options.device)?;
+        let model = BertClassifier::load(config, &store, dtype, &options.device)?;
+        let encoder = match &files.tokenizer {
+            TokenizerFile::Json(path) => TextEncoder::from_tokenizer_json(path)?,
+            TokenizerFile::Vocab { path, lowercase } => TextEncoder::from_vocab(path, *lowercase)?,
+        };
+        Ok(Explainer {
+            model,
+            encoder,
+            model_name: files.name.clone(),
+            options,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn model(&self) -> &BertClassifier {
+        &self.model
+    }
+
+    pub fn encoder(&self) -> &TextEncoder {
+        &self.encoder
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.model.config.labels
+    }
+
+    pub fn options(&self) -> &ExplainerOptions {
+        &self.options
+    }
+
+    /// A class given by label (case-insensitive) or index.
+    pub fn parse_target(&self, given: &str) -> Result<usize> {
+        let labels = self.labels();
+        if let Some(i) = labels
+            .iter()
+            .position(|l| l.eq_ignore_ascii_case(given.trim()))
+        {
+            return Ok(i);
+        }
+        match given.trim().parse::<usize>() {
+            Ok(i) if i < labels.len() => Ok(i),
+            _ => Err(Error::UnknownLabel {
+                given: given.to_owned(),
+                labels: labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| format!("{l} ({i})"))
+                    .collect(),
+            }),
+        }
+    }
+
+    fn window_capacity(&self) -> usize {
+        let positions = self.model.config.max_position_embeddings;
+        let limit = self.options.max_tokens.unwrap_or(positions).min(positions);
+        limit.saturating_sub(2).max(1)
+    }
+
+    pub fn explain(&self, text: &str, methods: &[Method], target: Target) -> Result<Explanation> {
+        let mut out = self.explain_batch(&[text], methods, target)?;
+        Ok(out.remove(0))
+    }
+
+    /// Explains every text; results are in input order. Cached texts are not recomputed.
+    pub fn explain_batch(
+        &self,
+        texts: &[&str],
+        methods: &[Method],
+        target: Target,
+    ) -> Result<Vec<Explanation>> {
+        let mut results: Vec<Option<Explanation>> = vec![None; texts.len()];
+        let mut todo = Vec::new();
+        {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, text) in texts.iter().enumerate() {
+                match cache.get(&(text.to_string(), target, methods.to_vec())) {
+                    Some(hit) => results[i] = Some((**hit).clone()),
+                    None => todo.push(i),
+                }
+            }
+        }
+        let capacity = self.window_capacity();
+        let mut documents = Vec::with_capacity(todo.len());
+        for &i in &todo {
+            let pieces = self.encoder.pieces(texts[i])?;
+            let windows = text::windows(pieces.len(), capacity);
+            documents.push((
+                i,
+                Document {
+                    text: texts[i],
+                    pieces,
+                    windows,
+                },
+            ));
+        }
+        // Similar lengths together keep padding small; each text's windows stay in one batch.
+        documents.sort_by_key(|(_, d)| d.windows.iter().map(|w| w.end - w.start).max());
+        let mut start = 0;
+        while start < documents.len() {
+            let mut end = start;
+            let mut sequences = 0;
+            while end < documents.len()
+                && (end == start
+                    || sequences + documents[end].1.windows.len() <= self.options.batch_size)
+            {
+                sequences += documents[end].1.windows.len();
+                end += 1;
+            }
+            let docs: Vec<&Document> = documents[start..end].iter().map(|(_, d)| d).collect();
+            let explained = self.explain_documents(&docs, methods, target)?;
+            for ((i, _), explanation) in documents[start..end].iter().zip(explained) {
+                results[*i] = Some(explanation);
+            }
+            start = end;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() + todo.len() > self.options.cache_capacity {
+            cache.clear();
+        }
+        for &i in &todo {
+            if let Some(e) = &results[i] {
+                cache.insert(
+                    (texts[i].to_string(), target, methods.to_vec()),
+                    Arc::new(e.clone()),
+                );
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every text explained"))
+            .collect())
+    }
+
+    /// Padded ids and mask for sequences of piece ids (special tokens added here).
+    fn batch_tensors(&self, sequences: &[Vec<u32>]) -> Result<(Tensor, Tensor, Vec<usize>)> {
+        let longest = sequences.iter().map(|s| s.len() + 2).max().unwrap_or(2);
+        let mut ids = Vec::with_capacity(sequences.len() * longest);
+        let mut mask = Vec::with_capacity(sequences.len() * longest);
+        let mut lengths = Vec::with_capacity(sequences.len());
+        for seq in sequences {
+            let len = seq.len() + 2;
+            ids.push(self.encoder.cls_id);
+            ids.extend_from_slice(seq);
+            ids.push(self.encoder.sep_id);
+            ids.extend(std::iter::repeat_n(self.encoder.pad_id, longest - len));
+            mask.extend(std::iter::repeat_n(1u32, len));
+            mask.extend(std::iter::repeat_n(0u32, longest - len));
+            lengths.push(len);
+        }
+        let device = &self.options.device;
+        let shape = (sequences.len(), longest);
+        Ok((
+            Tensor::from_vec(ids, shape, device)?,
+            Tensor::from_vec(mask, shape, device)?,
+            lengths,
+        ))
+    }
+
+    fn explain_documents(
+        &self,
+        docs: &[&Document],
+        methods: &[Method],
+        target: Target,
+    ) -> Result<Vec<Explanation>> {
+        let mut sequences = Vec::new();
+        let mut owner = Vec::new();
+        for (d, doc) in docs.iter().enumerate() {
+            for w in &doc.windows {
+                sequences.push(
+                    doc.pieces[w.start..w.end]
+                        .iter()
+                        .map(|p| p.id)
+                        .collect::<Vec<_>>(),
+                );
+                owner.push(d);
+            }
+        }
+        let (ids, mask, lengths) = self.batch_tensors(&sequences)?;
+        let needs_gradients = methods.iter().any(|m| m.needs_gradients());
+        let pass = self.model.forward(&ids, &mask, needs_gradients)?;
+        let window_logits: Vec<Vec<f64>> =
+            pass.logits.to_dtype(candle_core::DType::F64)?.to_vec2()?;
+
+        let classes = self.labels().len();
+        let mut doc_logits = vec![vec![0f64; classes]; docs.len()];
+        for (seq, logits) in window_logits.iter().enumerate() {
+            let d = owner[seq];
+            let n = docs[d].windows.len() as f64;
+            for (acc, l) in doc_logits[d].iter_mut().zip(logits) {
+                *acc += l / n;
+            }
+        }
+        let predicted: Vec<usize> = doc_logits.iter().map(|l| argmax(l)).collect();
+        let doc_target: Vec<usize> = match target {
+            Target::Predicted => predicted.clone(),
+            Target::Class(c) if c < classes => vec![c; docs.len()],
+            Target::Class(c) => {
+                return Err(Error::UnknownLabel {
+                    given: c.to_string(),
+                    labels: self.labels().to_vec(),
+                });
+            }
+        };
+        let targets: Vec<usize> = owner.iter().map(|&d| doc_target[d]).collect();
+        let gradients = if needs_gradients {
+            Some(pass.gradients(&targets)?)
+        } else {
+            None
+        };
+        let relevance = methods::propagate_for(methods, &self.model, &pass, &targets)?;
+        let inputs = MethodInputs {
+            model: &self.model,
+            pass: &pass,
+            gradients: gradients.as_ref(),
+            relevance: relevance.as_ref(),
+        };
+        // scores[method][sequence] = vector over that window's positions.
+        let mut window_scores = Vec::with_capacity(methods.len());
+        for &method in methods {
+            let mut per_seq = Vec::with_capacity(sequences.len());
+            for (seq, &len) in lengths.iter().enumerate() {
+                per_seq.push(methods::scores(method, &inputs, seq, len)?);
+            }
+            window_scores.push(per_seq);
+        }
+
+        let mut out = Vec::with_capacity(docs.len());
+        let mut first_seq = 0;
+        for (d, doc) in docs.iter().enumerate() {
+            let seqs = first_seq..first_seq + doc.windows.len();
+            first_seq = seqs.end;
+            let tokens = self.tokens_of(doc);
+            let words = self.words_of(doc);
+            let attributions = methods
+                .iter()
+                .zip(&window_scores)
+                .map(|(method, per_seq)| {
+                    let token_scores = merge_windows(doc, &per_seq[seqs.clone()]);
+                    let word_scores = words
+                        .iter()
+                        .map(|w| {
+                            let s: Vec<f64> = w.tokens.iter().map(|&t| token_scores[t]).collect();
+                            self.options.aggregation.apply(&s)
+                        })
+                        .collect();
+                    Attribution {
+                        method: method.name().to_owned(),
+                        token_scores,
+                        word_scores,
+                    }
+                })
+                .collect();
+            out.push(Explanation {
+                text: doc.text.to_owned(),
+                probs: softmax(&doc_logits[d]),
+                logits: doc_logits[d].clone(),
+                predicted: predicted[d],
+                target: doc_target[d],
+                tokens,
+                words,
+                attributions,
+                windows: doc.windows.len(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn tokens_of(&self, doc: &Document) -> Vec<Token> {
+        let special = |token: &str, id| Token {
+            token: token.into(),
+            id,
+            start: 0,
+            end: 0,
+            special: true,
+        };
+        let mut tokens = vec![special("[CLS]", self.encoder.cls_id)];
+        tokens.extend(doc.pieces.iter().map(|p| Token {
+            token: p.token.clone(),
+            id: p.id,
+            start: p.start,
+            end: p.end,
+            special: false,
+        }));
+        tokens.push(special("[SEP]", self.encoder.sep_id));
+        tokens
+    }
+
+    fn words_of(&self, doc: &Document) -> Vec<Word> {
+        text::words(doc.text, &doc.pieces)
+            .into_iter()
+            .map(|w| Word {
+                text: doc.text[w.start..w.end].to_owned(),
+                start: w.start,
+                end: w.end,
+                // token position = piece index + 1 ([CLS] first)
+                tokens: w.pieces.iter().map(|p| p + 1).collect(),
+            })
+            .collect()
+    }
+
+    /// Class probabilities only (no explanation), batched; for evaluation and training reports.
+    pub fn classify_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f64>>> {
+        let explained = self.explain_batch(texts, &[], Target::Predicted)?;
+        Ok(explained.into_iter().map(|e| e.probs).collect())
+    }
+}
+
+/// Per token position of the whole text: the mean over the windows that contain it ([CLS] and
+/// [SEP] of every window count for the text's [CLS] and [SEP]).
+fn merge_windows(doc: &Document, per_window: &[Vec<f64>]) -> Vec<f64> {
+    if per_window.len() == 1 {
+        return per_window[0].clone();
+    }
+    let n = doc.pieces.len() + 2;
+    let mut sum = vec![0f64; n];
+    let mut count = vec![0usize; n];
+    for (w, scores) in doc.windows.iter().zip(per_window) {
+        let last = scores.len() - 1;
+        sum[0] += scores[0];
+        count[0] += 1;
+        sum[n - 1] += scores[last];
+        count[n - 1] += 1;
+        for (offset, piece) in (w.start..w.end).enumerate() {
+            sum[piece + 1] += scores[offset + 1];
+            count[piece + 1] += 1;
+        }
+    }
+    sum.iter()
+        .zip(&count)
+        .map(|(s, &c)| s / c.max(1) as f64)
+        .collect()
+}
+
+pub fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+pub fn softmax(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+    let total: f64 = exps.iter().sum();
+    exps.iter().map(|e| e / total).collect()
+}

@@ -1,0 +1,19 @@
+//! tokenlens: explain BERT text classifiers with exact LRP-based token relevance.
+//!
+//! The engine (model loading, instrumented forward, relevance methods, segmentation, word
+//! alignment) is here; the command-line front-ends live in `main.rs` and `cli/`.
+
+pub mod bert;
+pub mod config;
+pub mod error;
+pub mod explainer;
+pub mod methods;
+pub mod model_dir;
+pub mod relprop;
+pub mod text;
+pub mod weights;
+
+pub use bert::Precision;
+pub use error::{Error, Result};
+pub use explainer::{Attribution, Explainer, ExplainerOptions, Explanation, Target};
+pub use methods::Method;

@@ -1,0 +1,276 @@
+//! Relevance methods: one score per token position ([CLS] and [SEP] included), with the names
+//! and the exact conventions of the reference `ExplanationGenerator` (see `docs/methods.md`).
+
+use candle_core::{DType, IndexOp, Tensor};
+
+use crate::bert::{BertClassifier, ForwardPass, Gradients};
+use crate::error::{Error, Result};
+use crate::relprop::{self, Depth, Relevance};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// Chefer et al. CVPR'21 "transformer attribution", rollout over all layers (start_layer 0).
+    CheferLrpAllLayers,
+    /// The same with only the last layer (the reference's default start_layer = L−1).
+    CheferLrpLastLayerRollout,
+    /// LRP relevance of the last layer's attention, no gradient.
+    PartialLrpLastLayer,
+    /// LRP relevance at the encoder input summed over hidden units.
+    FullLrp,
+    RawAttentionLastLayer,
+    AttentionRollout,
+    AttentionGradcam,
+    /// Chefer et al. ICCV'21 generic gradient-weighted attention rollout.
+    GradientRolloutIccv21,
+    GradientXInput,
+}
+
+impl Method {
+    pub const ALL: [Method; 9] = [
+        Method::CheferLrpAllLayers,
+        Method::CheferLrpLastLayerRollout,
+        Method::PartialLrpLastLayer,
+        Method::FullLrp,
+        Method::RawAttentionLastLayer,
+        Method::AttentionRollout,
+        Method::AttentionGradcam,
+        Method::GradientRolloutIccv21,
+        Method::GradientXInput,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::CheferLrpAllLayers => "chefer_lrp_all_layers",
+            Method::CheferLrpLastLayerRollout => "chefer_lrp_last_layer_rollout",
+            Method::PartialLrpLastLayer => "partial_lrp_last_layer",
+            Method::FullLrp => "full_lrp",
+            Method::RawAttentionLastLayer => "raw_attention_last_layer",
+            Method::AttentionRollout => "attention_rollout",
+            Method::AttentionGradcam => "attention_gradcam",
+            Method::GradientRolloutIccv21 => "gradient_rollout_iccv21",
+            Method::GradientXInput => "gradient_x_input",
+        }
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|m| m.name()).collect()
+    }
+
+    /// Signed methods can give negative scores; the others are non-negative by construction.
+    pub fn is_signed(self) -> bool {
+        matches!(self, Method::FullLrp | Method::GradientXInput)
+    }
+
+    /// Whether the scores depend on the target class.
+    pub fn is_class_specific(self) -> bool {
+        !matches!(
+            self,
+            Method::RawAttentionLastLayer | Method::AttentionRollout
+        )
+    }
+
+    pub fn needs_gradients(self) -> bool {
+        matches!(
+            self,
+            Method::CheferLrpAllLayers
+                | Method::CheferLrpLastLayerRollout
+                | Method::AttentionGradcam
+                | Method::GradientRolloutIccv21
+                | Method::GradientXInput
+        )
+    }
+
+    /// How deep relevance propagation must go, if the method needs it at all.
+    pub fn relprop_depth(self, layers: usize) -> Option<Depth> {
+        match self {
+            Method::CheferLrpAllLayers => Some(Depth::AttentionOfLayer(0)),
+            Method::CheferLrpLastLayerRollout | Method::PartialLrpLastLayer => {
+                Some(Depth::AttentionOfLayer(layers - 1))
+            }
+            Method::FullLrp => Some(Depth::EncoderInput),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
+        Method::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == wanted)
+            .ok_or_else(|| Error::UnknownMethod {
+                given: s.to_owned(),
+                known: Method::names(),
+            })
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The deepest propagation any of `methods` needs.
+pub fn deepest(methods: &[Method], layers: usize) -> Option<Depth> {
+    methods
+        .iter()
+        .filter_map(|m| m.relprop_depth(layers))
+        .max_by_key(|d| match d {
+            Depth::AttentionOfLayer(b) => layers - b,
+            Depth::EncoderInput => layers + 1,
+        })
+}
+
+/// Sample `b`'s [.., N, N] block restricted to its `len` real tokens, as [.., len, len] f64.
+fn sample_square(x: &Tensor, b: usize, len: usize) -> Result<Tensor> {
+    let x = x.i(b)?.to_dtype(DType::F64)?;
+    let rank = x.rank();
+    Ok(x.narrow(rank - 2, 0, len)?
+        .narrow(rank - 1, 0, len)?
+        .contiguous()?)
+}
+
+/// `(M + I) / rowsum(M + I)` for M [len, len].
+fn identity_row_normalised(m: &Tensor) -> Result<Tensor> {
+    let len = m.dim(0)?;
+    let eye = Tensor::eye(len, DType::F64, m.device())?;
+    let with_eye = (m + eye)?;
+    Ok(with_eye.broadcast_div(&with_eye.sum_keepdim(1)?)?)
+}
+
+/// Row 0 of `M[last] ⋯ M[0]` (last layer leftmost), evaluated as a row vector times matrices.
+fn rollout_first_row(matrices: &[Tensor]) -> Result<Vec<f64>> {
+    let last = matrices.len() - 1;
+    let mut row = matrices[last].narrow(0, 0, 1)?;
+    for m in matrices[..last].iter().rev() {
+        row = row.matmul(m)?;
+    }
+    Ok(row.squeeze(0)?.to_vec1()?)
+}
+
+fn positive_head_mean_of_product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok((a * b)?.relu()?.mean(0)?)
+}
+
+fn min_of(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// Inputs a method reads.
+pub struct MethodInputs<'a> {
+    pub model: &'a BertClassifier,
+    pub pass: &'a ForwardPass,
+    pub gradients: Option<&'a Gradients>,
+    pub relevance: Option<&'a Relevance>,
+}
+
+fn missing(what: &str, method: Method) -> Error {
+    Error::Usage(format!("internal: {what} not computed for {method}"))
+}
+
+/// The score vector of `method` for sample `b` whose real length is `len`.
+pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Result<Vec<f64>> {
+    let layers = inputs.model.layers.len();
+    let last = layers - 1;
+    let grads = || inputs.gradients.ok_or_else(|| missing("gradients", method));
+    let rel = || inputs.relevance.ok_or_else(|| missing("relevance", method));
+    let probs = |layer: usize| sample_square(&inputs.pass.layers[layer].probs, b, len);
+    let attention_relevance = |layer: usize| -> Result<Tensor> {
+        let r = rel()?.attention[layer]
+            .as_ref()
+            .ok_or_else(|| missing("attention relevance", method))?;
+        sample_square(r, b, len)
+    };
+    let mut out = match method {
+        Method::CheferLrpAllLayers | Method::CheferLrpLastLayerRollout => {
+            let first = if method == Method::CheferLrpAllLayers {
+                0
+            } else {
+                last
+            };
+            let g = grads()?;
+            let mut matrices = Vec::new();
+            for layer in first..layers {
+                let grad = sample_square(&g.probs[layer], b, len)?;
+                let cam = positive_head_mean_of_product(&grad, &attention_relevance(layer)?)?;
+                matrices.push(identity_row_normalised(&cam)?);
+            }
+            let mut row = rollout_first_row(&matrices)?;
+            row[0] = min_of(&row);
+            return Ok(row);
+        }
+        Method::PartialLrpLastLayer => attention_relevance(last)?
+            .relu()?
+            .mean(0)?
+            .i(0)?
+            .to_vec1()?,
+        Method::FullLrp => {
+            let r = rel()?
+                .encoder_input
+                .as_ref()
+                .ok_or_else(|| missing("encoder relevance", method))?;
+            r.i(b)?
+                .narrow(0, 0, len)?
+                .to_dtype(DType::F64)?
+                .sum(1)?
+                .to_vec1()?
+        }
+        Method::RawAttentionLastLayer => probs(last)?.mean(0)?.i(0)?.to_vec1()?,
+        Method::AttentionRollout => {
+            let matrices = (0..layers)
+                .map(|l| identity_row_normalised(&probs(l)?.mean(0)?))
+                .collect::<Result<Vec<_>>>()?;
+            rollout_first_row(&matrices)?
+        }
+        Method::AttentionGradcam => {
+            let grad = sample_square(&grads()?.probs[last], b, len)?;
+            let head_weights = grad.mean_keepdim(2)?.mean_keepdim(1)?;
+            let cam = probs(last)?.broadcast_mul(&head_weights)?.mean(0)?.relu()?;
+            let min = cam.min_all()?;
+            let max = cam.max_all()?;
+            // (x − min) / (max − min) is 0/0 = NaN when the map is constant: kept, as the reference.
+            let normed = cam.broadcast_sub(&min)?.broadcast_div(&(max - &min)?)?;
+            normed.i(0)?.to_vec1()?
+        }
+        Method::GradientRolloutIccv21 => {
+            let g = grads()?;
+            let mut row = vec![0f64; len];
+            row[0] = 1.0;
+            let mut row = Tensor::from_vec(row, (1, len), &candle_core::Device::Cpu)?
+                .to_device(inputs.pass.logits.device())?;
+            for layer in (0..layers).rev() {
+                let grad = sample_square(&g.probs[layer], b, len)?;
+                let cam = positive_head_mean_of_product(&grad, &probs(layer)?)?;
+                row = (&row + row.matmul(&cam)?)?;
+            }
+            row.squeeze(0)?.to_vec1()?
+        }
+        Method::GradientXInput => {
+            let g = grads()?;
+            let e = inputs.pass.embedded.i(b)?.narrow(0, 0, len)?;
+            let grad = g.embedded.i(b)?.narrow(0, 0, len)?;
+            return Ok((e * grad)?.to_dtype(DType::F64)?.sum(1)?.to_vec1()?);
+        }
+    };
+    if !out.is_empty() {
+        out[0] = 0.0;
+    }
+    Ok(out)
+}
+
+/// Runs relevance propagation when any of `methods` needs it.
+pub fn propagate_for(
+    methods: &[Method],
+    model: &BertClassifier,
+    pass: &ForwardPass,
+    targets: &[usize],
+) -> Result<Option<Relevance>> {
+    match deepest(methods, model.layers.len()) {
+        Some(depth) => Ok(Some(relprop::propagate(model, pass, targets, depth)?)),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,194 @@
+//! Explicit relevance propagation with the rules of the reference implementation
+//! (`layers_ours.py` of Chefer, Gur & Wolf 2021): LRP-α1β0 for Linear layers, gradient × input
+//! with sum re-normalisation for residual adds, gradient × input halved for both operands of the
+//! attention matmuls, identity through LayerNorm, softmax, GELU and tanh.
+//!
+//! Everything runs on the activations a [`ForwardPass`] kept, as plain tensor algebra (no
+//! autograd). Sums that the reference takes over the whole tensor are taken per sample, so a
+//! padded batch gives each sample the relevance it would get alone.
+
+use candle_core::Tensor;
+use candle_nn::Linear;
+
+use crate::bert::{BertClassifier, ForwardPass};
+use crate::error::Result;
+
+/// How far down the encoder relevance is propagated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Stop once the attention relevance of layer `b` is known (layers b..L−1 are done).
+    AttentionOfLayer(usize),
+    /// Propagate to the encoder input.
+    EncoderInput,
+}
+
+/// Output of one propagation pass.
+pub struct Relevance {
+    /// R_P per layer, [B, H, N, N] (already halved by the matmul rule); `None` above the depth
+    /// reached.
+    pub attention: Vec<Option<Tensor>>,
+    /// Relevance at the encoder input [B, N, D] when propagated that far.
+    pub encoder_input: Option<Tensor>,
+    /// Σ relevance at the input of each layer that was passed, per sample ([B] each).
+    pub layer_input_totals: Vec<Option<Tensor>>,
+    /// Σ relevance entering the encoder from the pooler, per sample [B].
+    pub last_hidden_total: Tensor,
+}
+
+/// `a / (b + 1e-9) · [b ≠ 0]` (an extra 1e-9 where b + 1e-9 is exactly 0), exactly as the
+/// reference's `safe_divide`: the stabiliser does not follow the sign of b.
+pub fn safe_div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let den = b.affine(1.0, 1e-9)?;
+    let den = (&den + den.eq(0.0)?.to_dtype(den.dtype())?.affine(1e-9, 0.0)?)?;
+    let keep = b.ne(0.0)?.to_dtype(b.dtype())?;
+    Ok(a.broadcast_div(&den)?.broadcast_mul(&keep)?)
+}
+
+/// Per-sample sum over all but the first dimension, shaped to broadcast against `like`.
+fn sample_sums(x: &Tensor) -> Result<Tensor> {
+    let batch = x.dim(0)?;
+    let mut shape = vec![1usize; x.rank()];
+    shape[0] = batch;
+    Ok(x.flatten_from(1)?.sum(1)?.reshape(shape)?)
+}
+
+/// LRP-α1β0 with sign-split inputs and the bias ignored.
+pub fn linear(x: &Tensor, layer: &Linear, relevance: &Tensor) -> Result<Tensor> {
+    let w = layer.weight();
+    let w_pos = w.relu()?;
+    let w_neg = w.minimum(0.0)?;
+    let x_pos = x.relu()?;
+    let x_neg = x.minimum(0.0)?;
+    let z = (x_pos.broadcast_matmul(&w_pos.t()?)? + x_neg.broadcast_matmul(&w_neg.t()?)?)?;
+    let s = safe_div(relevance, &z)?;
+    let c_pos = s.broadcast_matmul(&w_pos)?;
+    let c_neg = s.broadcast_matmul(&w_neg)?;
+    Ok(((x_pos * c_pos)? + (x_neg * c_neg)?)?)
+}
+
+/// Gradient × input split of `a + b` followed by the reference's re-normalisation, which makes
+/// the two parts sum to ΣR with shares proportional to their absolute sums. `b` may broadcast.
+pub fn add(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor)> {
+    let z = a.broadcast_add(b)?;
+    let s = safe_div(relevance, &z)?;
+    let r_a = (a * &s)?;
+    let s_b = reduce_to_shape(&s, b.dims())?;
+    let r_b = (b * s_b)?;
+    let sum_a = sample_sums(&r_a)?;
+    let sum_b = sample_sums(&r_b)?;
+    let total = sample_sums(relevance)?;
+    let abs_a = sum_a.abs()?;
+    let abs_b = sum_b.abs()?;
+    let abs_total = (&abs_a + &abs_b)?;
+    let factor_a = (safe_div(&abs_a, &abs_total)? * &total)?;
+    let factor_b = (safe_div(&abs_b, &abs_total)? * &total)?;
+    let r_a = r_a.broadcast_mul(&safe_div(&factor_a, &sum_a)?)?;
+    let r_b = r_b.broadcast_mul(&safe_div(&factor_b, &sum_b)?)?;
+    Ok((r_a, r_b))
+}
+
+/// Sums `x` over the dimensions where `shape` has size 1 (the gradient of a broadcast).
+fn reduce_to_shape(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let mut out = x.clone();
+    for (dim, &size) in shape.iter().enumerate() {
+        if size == 1 && out.dim(dim)? != 1 {
+            out = out.sum_keepdim(dim)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Gradient × input of `a @ b`, each operand's share halved (the reference's `/= 2`).
+pub fn matmul(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor)> {
+    let z = a.matmul(b)?;
+    let s = safe_div(relevance, &z)?;
+    let r_a = (a * s.matmul(&b.t()?)?)?.affine(0.5, 0.0)?;
+    let r_b = (b * a.t()?.matmul(&s)?)?.affine(0.5, 0.0)?;
+    Ok((r_a, r_b))
+}
+
+/// Fan-out: `x ⊙ Σ_i R_i / x` (zero where x is zero).
+pub fn clone(x: &Tensor, branches: &[&Tensor]) -> Result<Tensor> {
+    let mut sum = safe_div(branches[0], x)?;
+    for r in &branches[1..] {
+        sum = (sum + safe_div(r, x)?)?;
+    }
+    Ok((x * sum)?)
+}
+
+/// Propagates the one-hot relevance of `targets` (one class per sample) down to `depth`.
+pub fn propagate(
+    model: &BertClassifier,
+    pass: &ForwardPass,
+    targets: &[usize],
+    depth: Depth,
+) -> Result<Relevance> {
+    let (batch, classes) = pass.logits.dims2()?;
+    let (_, len, hidden) = pass.embedded.dims3()?;
+    let heads = model.config.num_attention_heads;
+    let head_dim = model.config.head_dim();
+    let mut onehot = vec![0f64; batch * classes];
+    for (b, &c) in targets.iter().enumerate() {
+        onehot[b * classes + c] = 1.0;
+    }
+    let seed = Tensor::from_vec(onehot, (batch, classes), &model.device)?.to_dtype(model.dtype)?;
+
+    let r_pooled = linear(&pass.pooled, &model.classifier, &seed)?;
+    let r_cls = linear(&pass.cls, &model.pooler, &r_pooled)?;
+    // IndexSelect of position 0 (gradient × input over the selected row).
+    let r_cls = (&pass.cls * safe_div(&r_cls, &pass.cls)?)?.unsqueeze(1)?;
+    let rest = Tensor::zeros((batch, len - 1, hidden), model.dtype, &model.device)?;
+    let mut r = Tensor::cat(&[&r_cls, &rest], 1)?;
+    let last_hidden_total = r.flatten_from(1)?.sum(1)?;
+
+    let layers = model.layers.len();
+    let mut attention = vec![None; layers];
+    let mut layer_input_totals = vec![None; layers];
+    let merge_heads = |x: &Tensor| -> Result<Tensor> {
+        Ok(x.transpose(1, 2)?
+            .contiguous()?
+            .reshape((batch, len, hidden))?)
+    };
+    for index in (0..layers).rev() {
+        let layer = &model.layers[index];
+        let act = &pass.layers[index];
+        // Output block: LayerNorm (identity), residual add, dense, activation (identity), dense.
+        let (r_out, r_residual) = add(&act.output_dense, &act.attention_normed, &r)?;
+        let r_act = linear(&act.intermediate_act, &layer.output, &r_out)?;
+        let r_ffn_in = linear(&act.attention_normed, &layer.intermediate, &r_act)?;
+        let r_normed = clone(&act.attention_normed, &[&r_ffn_in, &r_residual])?;
+        // Attention block: LayerNorm (identity), residual add, dense.
+        let (r_dense, r_skip) = add(&act.attention_dense, &act.input, &r_normed)?;
+        let r_context = linear(&act.context, &layer.attention_output, &r_dense)?;
+        let r_context = r_context
+            .reshape((batch, len, heads, head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let (r_probs, r_value) = matmul(&act.probs, &act.value, &r_context)?;
+        attention[index] = Some(r_probs.clone());
+        if depth == Depth::AttentionOfLayer(index) {
+            return Ok(Relevance {
+                attention,
+                encoder_input: None,
+                layer_input_totals,
+                last_hidden_total,
+            });
+        }
+        // Softmax (identity), mask add (the mask's share is dropped), Q·Kᵀ.
+        let (r_scores, _) = add(&act.scores, &pass.extended_mask, &r_probs)?;
+        let key_t = act.key.t()?.contiguous()?;
+        let (r_query, r_key_t) = matmul(&act.query, &key_t, &r_scores)?;
+        let r_query = linear(&act.input, &layer.query, &merge_heads(&r_query)?)?;
+        let r_key = linear(&act.input, &layer.key, &merge_heads(&r_key_t.t()?)?)?;
+        let r_value = linear(&act.input, &layer.value, &merge_heads(&r_value)?)?;
+        let r_self = clone(&act.input, &[&r_query, &r_key, &r_value])?;
+        r = clone(&act.input, &[&r_self, &r_skip])?;
+        layer_input_totals[index] = Some(r.flatten_from(1)?.sum(1)?);
+    }
+    Ok(Relevance {
+        attention,
+        encoder_input: Some(r),
+        layer_input_totals,
+        last_hidden_total,
+    })
+}

@@ -1,0 +1,291 @@
+//! From raw text to word-pieces with byte offsets into the original text, windows for long
+//! inputs, and words built from pieces.
+
+use std::path::Path;
+
+use tokenizers::Tokenizer;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+
+use crate::error::{Error, Result};
+
+/// A word-piece of the input with its span in the original text (UTF-8 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub id: u32,
+    pub token: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A tokenizer with the special tokens a BERT classifier needs.
+pub struct TextEncoder {
+    tokenizer: Tokenizer,
+    pub cls_id: u32,
+    pub sep_id: u32,
+    pub pad_id: u32,
+}
+
+fn tokenizer_error(path: &Path, message: impl ToString) -> Error {
+    Error::BadTokenizer {
+        path: path.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+impl TextEncoder {
+    /// From a `tokenizer.json`; padding and truncation stored in the file are switched off.
+    pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
+        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| tokenizer_error(path, e))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| tokenizer_error(path, e))?;
+        Self::with_special_tokens(tokenizer, path)
+    }
+
+    /// A BERT WordPiece tokenizer from `vocab.txt` (the `do_lower_case` of tokenizer_config.json).
+    pub fn from_vocab(path: &Path, lowercase: bool) -> Result<Self> {
+        let vocab = path
+            .to_str()
+            .ok_or_else(|| tokenizer_error(path, "path is not valid UTF-8"))?;
+        let model = WordPiece::from_file(vocab)
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(|e| tokenizer_error(path, e))?;
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer
+            .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+            .map_err(|e| tokenizer_error(path, e))?;
+        tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+        let cls = tokenizer
+            .token_to_id("[CLS]")
+            .ok_or_else(|| tokenizer_error(path, "vocabulary has no [CLS] token"))?;
+        let sep = tokenizer
+            .token_to_id("[SEP]")
+            .ok_or_else(|| tokenizer_error(path, "vocabulary has no [SEP] token"))?;
+        tokenizer.with_post_processor(Some(BertProcessing::new(
+            ("[SEP]".into(), sep),
+            ("[CLS]".into(), cls),
+        )));
+        Self::with_special_tokens(tokenizer, path)
+    }
+
+    fn with_special_tokens(tokenizer: Tokenizer, path: &Path) -> Result<Self> {
+        let id = |name: &str| {
+            tokenizer.token_to_id(name).ok_or_else(|| {
+                tokenizer_error(
+                    path,
+                    format!("vocabulary has no {name} token (not a BERT tokenizer?)"),
+                )
+            })
+        };
+        Ok(TextEncoder {
+            cls_id: id("[CLS]")?,
+            sep_id: id("[SEP]")?,
+            pad_id: tokenizer.token_to_id("[PAD]").unwrap_or(0),
+            tokenizer,
+        })
+    }
+
+    /// Word-pieces of `text` without special tokens; offsets are byte offsets into `text`.
+    pub fn pieces(&self, text: &str) -> Result<Vec<Piece>> {
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Tokenize(e.to_string()))?;
+        Ok(encoding
+            .get_ids()
+            .iter()
+            .zip(encoding.get_tokens())
+            .zip(encoding.get_offsets())
+            .map(|((&id, token), &(start, end))| Piece {
+                id,
+                token: token.clone(),
+                start,
+                end,
+            })
+            .collect())
+    }
+}
+
+/// A window of consecutive pieces `[start, end)` explained as one sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Splits `count` pieces into windows of at most `capacity` pieces that overlap by about a
+/// quarter, so that every piece is seen with context on both sides in some window.
+pub fn windows(count: usize, capacity: usize) -> Vec<Window> {
+    if count <= capacity || capacity == 0 {
+        return vec![Window {
+            start: 0,
+            end: count,
+        }];
+    }
+    let overlap = (capacity / 4).clamp(1, 128).min(capacity - 1);
+    let stride = capacity - overlap;
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = (start + capacity).min(count);
+        out.push(Window {
+            start: end.saturating_sub(capacity),
+            end,
+        });
+        if end == count {
+            break;
+        }
+        start += stride;
+    }
+    out
+}
+
+/// How sub-word scores become a word score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    /// Relevance is additive (LRP conserves it), so a word's share is the sum of its pieces.
+    #[default]
+    Sum,
+    Max,
+    Mean,
+    First,
+}
+
+impl std::str::FromStr for Aggregation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sum" => Ok(Aggregation::Sum),
+            "max" => Ok(Aggregation::Max),
+            "mean" => Ok(Aggregation::Mean),
+            "first" => Ok(Aggregation::First),
+            _ => Err(Error::Usage(format!(
+                "unknown aggregation {s:?}; use sum, max, mean or first"
+            ))),
+        }
+    }
+}
+
+impl Aggregation {
+    pub fn apply(self, scores: &[f64]) -> f64 {
+        match self {
+            Aggregation::Sum => scores.iter().sum(),
+            Aggregation::Max => scores.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            Aggregation::Mean => scores.iter().sum::<f64>() / scores.len().max(1) as f64,
+            Aggregation::First => scores.first().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// A word: a span of the original text and the pieces (indices into the piece list) it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WordSpan {
+    pub start: usize,
+    pub end: usize,
+    pub pieces: Vec<usize>,
+}
+
+fn is_symbolic(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| !c.is_alphanumeric())
+}
+
+/// Groups pieces into words. Pieces joined without whitespace form one word ("don't",
+/// "well-made", "unbelievable"), except that punctuation runs at the start or the end of such a
+/// group are words of their own ("movie" "." , "(" "great" ")"), so a full stop never takes
+/// relevance away from the word it follows.
+pub fn words(text: &str, pieces: &[Piece]) -> Vec<WordSpan> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let joined = i > 0 && pieces[i - 1].end == piece.start && piece.start < piece.end;
+        match groups.last_mut() {
+            Some(group) if joined => group.push(i),
+            _ => groups.push(vec![i]),
+        }
+    }
+    let symbolic = |i: usize| is_symbolic(text.get(pieces[i].start..pieces[i].end).unwrap_or(""));
+    let mut out = Vec::new();
+    let mut push = |indices: &[usize]| {
+        if let (Some(&first), Some(&last)) = (indices.first(), indices.last()) {
+            out.push(WordSpan {
+                start: pieces[first].start,
+                end: pieces[last].end,
+                pieces: indices.to_vec(),
+            });
+        }
+    };
+    for group in groups {
+        let core_start = group.iter().position(|&i| !symbolic(i));
+        let core_end = group.iter().rposition(|&i| !symbolic(i));
+        match (core_start, core_end) {
+            (Some(a), Some(b)) => {
+                push(&group[..a]);
+                push(&group[a..=b]);
+                push(&group[b + 1..]);
+            }
+            _ => push(&group),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(start: usize, end: usize) -> Piece {
+        Piece {
+            id: 0,
+            token: String::new(),
+            start,
+            end,
+        }
+    }
+
+    #[test]
+    fn windows_cover_every_piece_and_respect_capacity() {
+        for count in [1, 5, 10, 11, 37, 100, 1000] {
+            for capacity in [1, 2, 3, 8, 10, 510] {
+                let ws = windows(count, capacity);
+                let mut covered = vec![false; count];
+                for w in &ws {
+                    assert!(w.end - w.start <= capacity.max(count.min(capacity)));
+                    covered[w.start..w.end].iter_mut().for_each(|c| *c = true);
+                }
+                assert!(
+                    covered.iter().all(|&c| c),
+                    "count {count} capacity {capacity}"
+                );
+                assert_eq!(ws.last().unwrap().end, count);
+            }
+        }
+    }
+
+    #[test]
+    fn punctuation_at_word_edges_splits_off() {
+        let text = "don't (stop), now.";
+        // pieces as BERT splits them
+        let spans = [
+            (0, 3),
+            (3, 4),
+            (4, 5),
+            (6, 7),
+            (7, 11),
+            (11, 12),
+            (12, 13),
+            (14, 17),
+            (17, 18),
+        ];
+        let pieces: Vec<Piece> = spans.iter().map(|&(a, b)| piece(a, b)).collect();
+        let words: Vec<&str> = words(text, &pieces)
+            .iter()
+            .map(|w| &text[w.start..w.end])
+            .collect();
+        assert_eq!(words, ["don't", "(", "stop", "),", "now", "."]);
+    }
+}

