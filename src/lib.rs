@@ -4,12 +4,16 @@
 //! alignment) is here; the command-line front-ends live in `main.rs` and `cli/`.
 
 pub mod bert;
+pub mod cli;
 pub mod config;
+pub mod default_model;
+pub mod device;
 pub mod error;
 pub mod explainer;
 pub mod methods;
 pub mod model_dir;
 pub mod relprop;
+pub mod render;
 pub mod text;
 pub mod weights;
 

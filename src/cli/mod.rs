@@ -1,0 +1,122 @@
+//! Command-line front-ends. Each subcommand is a thin adapter over [`crate::Explainer`].
+
+pub mod score;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::bert::Precision;
+use crate::error::{Error, Result};
+use crate::explainer::{Explainer, ExplainerOptions};
+use crate::model_dir::ModelFiles;
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    everything was scored
+  1    some records failed (their error records were written, the rest was scored)
+  2    usage error (bad flag, unknown method or label)
+  3    the model or its tokenizer failed to load
+  130  interrupted (Ctrl-C)";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tokenlens",
+    version,
+    about = "Explain BERT text classifiers: which words drove the decision",
+    long_about = "Explain BERT text classifiers with exact LRP-based relevance (Chefer, Gur & Wolf, CVPR 2021) \
+                  and related methods, word by word, for any class, on CPU or CUDA.",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Score text from stdin (one text per line) and print relevance per word.
+    Score(score::ScoreArgs),
+}
+
+/// Options every model-using subcommand shares.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model directory (Hugging Face layout) or hub id. Default: $TOKENLENS_MODEL, else the
+    /// bundled sentiment model.
+    #[arg(long, short = 'm', env = "TOKENLENS_MODEL", value_name = "DIR|ID")]
+    pub model: Option<String>,
+    /// Numeric precision of the model and the relevance pass (f64 reproduces the reference
+    /// implementation to ~1e-9; f32 is faster).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Longest sequence given to the model at once (special tokens included); longer texts are
+    /// split into overlapping windows. Default: the model's maximum (512 for BERT).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum PrecisionArg {
+    F32,
+    F64,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F64 => Precision::F64,
+        }
+    }
+}
+
+impl ModelArgs {
+    pub fn model_files(&self) -> Result<ModelFiles> {
+        match &self.model {
+            Some(model) if !model.is_empty() => ModelFiles::resolve(model),
+            _ => crate::default_model::files(),
+        }
+    }
+
+    /// Loads the explainer these options describe.
+    pub fn load(&self, batch_size: usize) -> Result<Explainer> {
+        if let Some(threads) = self.threads {
+            // candle's CPU kernels size their thread pools from this variable on first use.
+            // SAFETY: called before any other thread of this process is started.
+            unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
+        }
+        if self.max_tokens.is_some_and(|n| n < 3) {
+            return Err(Error::Usage("--max-tokens must be at least 3".into()));
+        }
+        let options = ExplainerOptions {
+            precision: self.precision.into(),
+            device: crate::device::parse_device(&self.device)?,
+            max_tokens: self.max_tokens,
+            batch_size: batch_size.max(1),
+            ..Default::default()
+        };
+        Explainer::from_files(&self.model_files()?, options)
+    }
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Score(args) => score::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => report(&error),
+    }
+}
+
+/// Prints an error the ripgrep way (`tokenlens: ...`) and returns its exit code.
+pub fn report(error: &Error) -> i32 {
+    eprintln!("tokenlens: {error}");
+    error.exit_code()
+}

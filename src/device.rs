@@ -1,0 +1,63 @@
+//! `cpu`, `cuda` or `cuda:N` to a candle device, with the fix when CUDA is not available.
+
+use candle_core::Device;
+
+use crate::error::{Error, Result};
+
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let spec = spec.trim().to_ascii_lowercase();
+    if spec == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let ordinal = match spec.strip_prefix("cuda") {
+        Some("") => 0,
+        Some(rest) => rest
+            .strip_prefix(':')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| Error::Usage(format!("bad device {spec:?}: use cpu, cuda or cuda:N")))?,
+        None => {
+            return Err(Error::Usage(format!(
+                "bad device {spec:?}: use cpu, cuda or cuda:N"
+            )));
+        }
+    };
+    cuda_device(ordinal)
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(ordinal: usize) -> Result<Device> {
+    Device::new_cuda(ordinal).map_err(|e| {
+        Error::Device(format!(
+            "no usable CUDA GPU {ordinal} ({e}); check nvidia-smi and that the CUDA 13 libraries \
+             (libcublas, libcurand, libnvrtc) are on the library path, or use --device cpu"
+        ))
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(_ordinal: usize) -> Result<Device> {
+    Err(Error::Device(
+        "this tokenlens was built without CUDA support; rebuild with \
+         `cargo build --release --features cuda` (see docs/cuda.md) or use --device cpu"
+            .into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cpu_and_rejects_garbage() {
+        assert!(matches!(parse_device("cpu"), Ok(Device::Cpu)));
+        assert!(matches!(parse_device("gpu"), Err(Error::Usage(_))));
+        assert!(matches!(parse_device("cuda:x"), Err(Error::Usage(_))));
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_feature_says_how_to_rebuild() {
+        let err = parse_device("cuda:0").unwrap_err().to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+}
