@@ -14,6 +14,7 @@ pub mod methods;
 pub mod model_dir;
 pub mod relprop;
 pub mod render;
+pub mod segment;
 pub mod text;
 pub mod weights;
 

@@ -1,0 +1,143 @@
+//! Splits a document into the units that are explained one at a time: lines, sentences
+//! (Unicode UAX #29 sentence boundaries) or paragraphs (separated by blank lines). Units are
+//! byte ranges of the original text with surrounding whitespace trimmed; empty units are dropped.
+
+use unicode_segmentation::UnicodeSegmentation;
+
+use crate::error::{Error, Result};
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    Line,
+    #[default]
+    Sentence,
+    Paragraph,
+}
+
+impl std::str::FromStr for Unit {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "line" => Ok(Unit::Line),
+            "sentence" => Ok(Unit::Sentence),
+            "paragraph" => Ok(Unit::Paragraph),
+            _ => Err(Error::Usage(format!(
+                "unknown unit {s:?}; use line, sentence or paragraph"
+            ))),
+        }
+    }
+}
+
+/// A unit of a document: `text[start..end]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Segment {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Segment {
+    pub fn text<'a>(&self, document: &'a str) -> &'a str {
+        &document[self.start..self.end]
+    }
+}
+
+/// The non-empty units of `text`, in order.
+pub fn segments(text: &str, unit: Unit) -> Vec<Segment> {
+    let raw: Vec<(usize, &str)> = match unit {
+        Unit::Line => line_ranges(text),
+        Unit::Paragraph => paragraph_ranges(text),
+        Unit::Sentence => paragraph_ranges(text)
+            .into_iter()
+            .flat_map(|(offset, paragraph)| {
+                paragraph
+                    .split_sentence_bound_indices()
+                    .map(move |(i, s)| (offset + i, s))
+            })
+            .collect(),
+    };
+    raw.into_iter()
+        .filter_map(|(offset, s)| trimmed(offset, s))
+        .collect()
+}
+
+fn trimmed(offset: usize, s: &str) -> Option<Segment> {
+    let leading = s.len() - s.trim_start().len();
+    let body = s.trim();
+    (!body.is_empty()).then(|| Segment {
+        start: offset + leading,
+        end: offset + leading + body.len(),
+    })
+}
+
+fn line_ranges(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        out.push((offset, line));
+        offset += line.len();
+    }
+    out
+}
+
+/// Paragraphs are separated by lines that are empty or whitespace only.
+fn paragraph_ranges(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut end = 0;
+    for (offset, line) in line_ranges(text) {
+        if line.trim().is_empty() {
+            if let Some(s) = start.take() {
+                out.push((s, &text[s..end]));
+            }
+        } else {
+            start.get_or_insert(offset);
+            end = offset + line.len();
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, &text[s..end]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(doc: &str, unit: Unit) -> Vec<&str> {
+        segments(doc, unit).iter().map(|s| s.text(doc)).collect()
+    }
+
+    #[test]
+    fn paragraphs_split_on_blank_lines_with_crlf() {
+        let doc = "First line\r\nstill first.\r\n\r\n  \r\nSecond. Two sentences!\r\n";
+        assert_eq!(
+            texts(doc, Unit::Paragraph),
+            ["First line\r\nstill first.", "Second. Two sentences!"]
+        );
+        assert_eq!(
+            texts(doc, Unit::Line),
+            ["First line", "still first.", "Second. Two sentences!"]
+        );
+    }
+
+    #[test]
+    fn sentences_never_cross_paragraphs() {
+        let doc = "Great film. I cried\n\nBad ending? Yes.";
+        assert_eq!(
+            texts(doc, Unit::Sentence),
+            ["Great film.", "I cried", "Bad ending?", "Yes."]
+        );
+    }
+
+    #[test]
+    fn offsets_point_into_the_original_text() {
+        let doc = "  Café crème. Über gut!  ";
+        for s in segments(doc, Unit::Sentence) {
+            assert_eq!(&doc[s.start..s.end], s.text(doc).trim());
+        }
+    }
+}
