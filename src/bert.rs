@@ -2,8 +2,12 @@
 //! reference implementation of Chefer et al.), built only from differentiable candle ops, keeping
 //! the activations that relevance propagation needs and exposing ∂logit/∂attention per layer.
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::Linear;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::config::{Activation, BertConfig};
 use crate::error::Result;
@@ -48,6 +52,54 @@ impl LayerNorm {
     }
 }
 
+/// Dropout at Hugging Face's positions (embedding output, attention probabilities, both residual
+/// branches, pooled vector), for fine-tuning only. The masks come from a seeded generator so that
+/// a training run is reproducible (candle's own dropout draws from an unseeded thread RNG).
+#[derive(Clone)]
+pub struct TrainingDropout {
+    probability: f32,
+    rng: Arc<Mutex<StdRng>>,
+}
+
+impl TrainingDropout {
+    pub fn new(probability: f32, seed: u64) -> Result<Self> {
+        if !(0.0..1.0).contains(&probability) {
+            return Err(crate::error::Error::Usage(format!(
+                "dropout probability must be in [0, 1), got {probability}"
+            )));
+        }
+        Ok(TrainingDropout {
+            probability,
+            rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+        })
+    }
+
+    pub fn probability(&self) -> f32 {
+        self.probability
+    }
+
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if self.probability == 0.0 {
+            return Ok(x.clone());
+        }
+        let keep_scale = 1.0 / (1.0 - self.probability);
+        let mask: Vec<f32> = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            (0..x.elem_count())
+                .map(|_| {
+                    if rng.random::<f32>() < self.probability {
+                        0.0
+                    } else {
+                        keep_scale
+                    }
+                })
+                .collect()
+        };
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        Ok((x * mask)?)
+    }
+}
+
 #[derive(Clone)]
 pub struct Embeddings {
     pub word: Tensor,
@@ -76,6 +128,8 @@ pub struct BertClassifier {
     pub pooler: Linear,
     pub classifier: Linear,
     pub dtype: DType,
+    /// Dropout for fine-tuning (`tokenlens train`); `None` everywhere else.
+    pub dropout: Option<TrainingDropout>,
     pub device: Device,
 }
 
@@ -197,6 +251,7 @@ impl BertClassifier {
             classifier,
             dtype,
             device: device.clone(),
+            dropout: None,
         })
     }
 
@@ -242,7 +297,18 @@ impl BertClassifier {
         mask: &Tensor,
         with_gradients: bool,
     ) -> Result<ForwardPass> {
-        let (batch, len) = input_ids.dims2()?;
+        self.forward_embedded(self.embed(input_ids)?, mask, with_gradients)
+    }
+
+    /// The forward pass from the encoder input (the embedding LayerNorm output, [B, N, D]), for
+    /// methods that perturb or interpolate the embeddings (integrated gradients).
+    pub fn forward_embedded(
+        &self,
+        embedded: Tensor,
+        mask: &Tensor,
+        with_gradients: bool,
+    ) -> Result<ForwardPass> {
+        let (batch, len, _) = embedded.dims3()?;
         let heads = self.config.num_attention_heads;
         let head_dim = self.config.head_dim();
         let d = self.config.hidden_size;
@@ -257,11 +323,11 @@ impl BertClassifier {
         } else {
             None
         };
-        let embedded = self.embed(input_ids)?;
         let mut hidden = match &probes {
             Some(p) => (&embedded + p.embedded.as_tensor())?,
             None => embedded.clone(),
         };
+        hidden = self.training_dropout(hidden)?;
         let scale = (head_dim as f64).sqrt();
         let mut layers = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
@@ -285,18 +351,20 @@ impl BertClassifier {
                 }
                 None => probs.clone(),
             };
+            let probs_used = self.training_dropout(probs_used)?;
             let context = probs_used
                 .matmul(&value)?
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((batch, len, d))?;
-            let attention_dense = layer.attention_output.forward(&context)?;
+            let attention_dense =
+                self.training_dropout(layer.attention_output.forward(&context)?)?;
             let attention_normed = layer
                 .attention_norm
                 .forward(&(&attention_dense + &hidden)?)?;
             let intermediate_act =
                 self.activation(&layer.intermediate.forward(&attention_normed)?)?;
-            let output_dense = layer.output.forward(&intermediate_act)?;
+            let output_dense = self.training_dropout(layer.output.forward(&intermediate_act)?)?;
             let next = layer
                 .output_norm
                 .forward(&(&output_dense + &attention_normed)?)?;
@@ -317,7 +385,9 @@ impl BertClassifier {
         }
         let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         let pooled = self.pooler.forward(&cls)?.tanh()?;
-        let logits = self.classifier.forward(&pooled)?;
+        let logits = self
+            .classifier
+            .forward(&self.training_dropout(pooled.clone())?)?;
         Ok(ForwardPass {
             embedded,
             extended_mask,
@@ -327,6 +397,14 @@ impl BertClassifier {
             logits,
             probes,
         })
+    }
+
+    /// `x` with training dropout applied, or `x` itself when dropout is off.
+    fn training_dropout(&self, x: Tensor) -> Result<Tensor> {
+        match &self.dropout {
+            Some(dropout) => dropout.apply(&x),
+            None => Ok(x),
+        }
     }
 
     /// Logits only, for training and plain classification (keeps no activations alive).
