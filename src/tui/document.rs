@@ -1,0 +1,261 @@
+//! The text being explained: where it came from, its units, and the edits made in the TUI. The
+//! file on disk is written only by [`Document::save`], which the user asks for explicitly.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::error::{Error, Result};
+use crate::segment::{Segment, Unit, segments};
+
+/// Where the text was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Stdin,
+    /// Text given directly (tests, benchmarks).
+    Memory(String),
+}
+
+/// What identifies a file's version on disk, to notice it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub source: Source,
+    pub text: String,
+    pub unit: Unit,
+    pub units: Vec<Segment>,
+    /// Edits not yet saved.
+    pub modified: bool,
+    /// The version on disk that `text` was read from or saved to.
+    pub stamp: Option<FileStamp>,
+}
+
+/// Bytes looked at to tell text from binary data.
+const BINARY_SNIFF_BYTES: usize = 8192;
+
+impl Document {
+    /// Opens `FILE`, or stdin for `-`. Missing, unreadable, binary and non-UTF-8 inputs are
+    /// errors that name the file and say what to do.
+    pub fn open(argument: &str, unit: Unit) -> Result<Self> {
+        let source = if argument == "-" {
+            Source::Stdin
+        } else {
+            Source::File(PathBuf::from(argument))
+        };
+        let text = read_source(&source)?;
+        let mut document = Document::from_text(source, text, unit);
+        document.stamp = document.current_stamp();
+        Ok(document)
+    }
+
+    pub fn from_text(source: Source, text: String, unit: Unit) -> Self {
+        let units = segments(&text, unit);
+        Document {
+            source,
+            text,
+            unit,
+            units,
+            modified: false,
+            stamp: None,
+        }
+    }
+
+    /// A short name for titles and export file names.
+    pub fn name(&self) -> String {
+        match &self.source {
+            Source::File(path) => path.display().to_string(),
+            Source::Stdin => "<stdin>".into(),
+            Source::Memory(name) => name.clone(),
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match &self.source {
+            Source::File(path) => Some(path),
+            _ => None,
+        }
+    }
+
+    pub fn unit_text(&self, index: usize) -> &str {
+        self.units.get(index).map_or("", |s| s.text(&self.text))
+    }
+
+    /// Whether a blank line separates unit `index` from the one before it (drawn as an empty row).
+    pub fn paragraph_break_before(&self, index: usize) -> bool {
+        if index == 0 || index >= self.units.len() {
+            return false;
+        }
+        let gap = &self.text[self.units[index - 1].end..self.units[index].start];
+        gap.matches('\n').count() >= 2
+    }
+
+    /// The unit holding byte `offset` of the document (or the next one after it).
+    pub fn unit_at_byte(&self, offset: usize) -> Option<usize> {
+        if self.units.is_empty() {
+            return None;
+        }
+        let index = self.units.partition_point(|s| s.end <= offset);
+        Some(index.min(self.units.len() - 1))
+    }
+
+    /// Replaces unit `index` with `new_text` in memory and splits the document again.
+    pub fn replace_unit(&mut self, index: usize, new_text: &str) {
+        let Some(segment) = self.units.get(index).copied() else {
+            return;
+        };
+        if segment.text(&self.text) == new_text {
+            return;
+        }
+        self.text
+            .replace_range(segment.start..segment.end, new_text);
+        self.units = segments(&self.text, self.unit);
+        self.modified = true;
+    }
+
+    pub fn set_unit(&mut self, unit: Unit) {
+        self.unit = unit;
+        self.units = segments(&self.text, unit);
+    }
+
+    /// Reads the source again, dropping unsaved edits.
+    pub fn reload(&mut self) -> Result<()> {
+        let text = read_source(&self.source)?;
+        self.units = segments(&text, self.unit);
+        self.text = text;
+        self.modified = false;
+        self.stamp = self.current_stamp();
+        Ok(())
+    }
+
+    /// Writes the edited text back to the file it came from.
+    pub fn save(&mut self) -> Result<PathBuf> {
+        let Some(path) = self.path().map(Path::to_path_buf) else {
+            return Err(Error::Usage(
+                "the text came from stdin, so there is no file to save to; export it with `e`"
+                    .into(),
+            ));
+        };
+        std::fs::write(&path, &self.text).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        self.modified = false;
+        self.stamp = self.current_stamp();
+        Ok(path)
+    }
+
+    /// The file's version on disk now (None for stdin or an unreadable file).
+    pub fn current_stamp(&self) -> Option<FileStamp> {
+        let metadata = std::fs::metadata(self.path()?).ok()?;
+        Some(FileStamp {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+        })
+    }
+
+    /// Whether the file on disk differs from the version this document was read from.
+    pub fn changed_on_disk(&self) -> bool {
+        self.path().is_some() && self.current_stamp() != self.stamp
+    }
+}
+
+fn read_source(source: &Source) -> Result<String> {
+    let (name, bytes) = match source {
+        Source::File(path) => {
+            if path.is_dir() {
+                return Err(Error::Usage(format!(
+                    "{} is a directory; give a text file (or - for stdin)",
+                    path.display()
+                )));
+            }
+            let bytes = std::fs::read(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            (path.display().to_string(), bytes)
+        }
+        Source::Stdin => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .map_err(|source| Error::Io {
+                    path: "<stdin>".into(),
+                    source,
+                })?;
+            ("<stdin>".to_string(), bytes)
+        }
+        Source::Memory(name) => {
+            return Err(Error::Usage(format!("{name} has no source to read again")));
+        }
+    };
+    decode_text(&name, bytes)
+}
+
+/// The text of `bytes`, or an error for binary data (a NUL byte near the start, as git and grep
+/// judge it) and for text that is not UTF-8.
+pub fn decode_text(name: &str, bytes: Vec<u8>) -> Result<String> {
+    let sniffed = &bytes[..bytes.len().min(BINARY_SNIFF_BYTES)];
+    if let Some(offset) = sniffed.iter().position(|&b| b == 0) {
+        return Err(Error::Usage(format!(
+            "{name} looks like a binary file (NUL byte at offset {offset}); tokenlens tui reads UTF-8 text"
+        )));
+    }
+    let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => rest.to_vec(),
+        None => bytes,
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        Error::Usage(format!(
+            "{name} is not valid UTF-8 (invalid byte at offset {}); convert it first, e.g. with iconv -t UTF-8",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_and_non_utf8_inputs_are_refused_with_the_reason() {
+        let binary = decode_text("x.bin", b"PK\x03\x04\x00\x00".to_vec()).unwrap_err();
+        assert!(
+            binary
+                .to_string()
+                .contains("binary file (NUL byte at offset 4)"),
+            "{binary}"
+        );
+        let latin1 = decode_text("x.txt", b"caf\xe9".to_vec()).unwrap_err();
+        assert!(latin1.to_string().contains("not valid UTF-8"), "{latin1}");
+        assert_eq!(decode_text("x", b"\xEF\xBB\xBFhi".to_vec()).unwrap(), "hi");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let error = Document::open("/no/such/file.txt", Unit::Sentence).unwrap_err();
+        assert!(error.to_string().contains("/no/such/file.txt"), "{error}");
+    }
+
+    #[test]
+    fn edits_stay_in_memory_and_resegment() {
+        let text = "Good film. Bad end.\n\nNext paragraph.";
+        let mut document =
+            Document::from_text(Source::Memory("t".into()), text.into(), Unit::Sentence);
+        assert_eq!(document.units.len(), 3);
+        assert!(document.paragraph_break_before(2));
+        assert!(!document.paragraph_break_before(1));
+        document.replace_unit(1, "Bad end. Sad.");
+        assert!(document.modified);
+        assert_eq!(document.units.len(), 4);
+        assert_eq!(document.unit_text(2), "Sad.");
+        assert_eq!(document.unit_at_byte(0), Some(0));
+        assert!(document.save().is_err(), "memory documents have no file");
+    }
+}

@@ -1,0 +1,251 @@
+//! `tokenlens tui FILE`: the text in the terminal, each word on the colour of its relevance.
+//!
+//! - `app`: state and key handling (no drawing); `keys`: the key table behind the help overlay.
+//! - `view/`: one file per pane, drawing from `App` onto any ratatui backend.
+//! - `worker`: the model runs on a background thread, most urgent units first.
+//! - `document`: the file, its units and in-memory edits; `layout`: word wrapping.
+//! - `theme`: palette colours for truecolor, 256-colour and NO_COLOR terminals.
+//! - `export`: the visible units as HTML or JSON.
+//!
+//! This module owns the terminal: raw mode, the alternate screen and mouse capture are undone on
+//! every exit path, a panic included.
+
+pub mod app;
+pub mod document;
+pub mod export;
+pub mod keys;
+pub mod layout;
+pub mod theme;
+pub mod view;
+pub mod worker;
+
+use std::io::{self, Stdout};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+
+use crate::error::{Error, Result};
+use crate::explainer::Explainer;
+use app::{App, Effect, KeyOutcome, Popup};
+use document::Source;
+use worker::Worker;
+
+/// How long the loop waits for input before it looks for results and redraws (the spinner's
+/// pace, and the longest a finished explanation waits to be shown).
+const FRAME: Duration = Duration::from_millis(80);
+/// How often the file's modification time is compared with the one read.
+const DISK_CHECK: Duration = Duration::from_millis(500);
+
+/// Runs the UI until the user quits. The document and model are loaded by the caller, so their
+/// errors are printed before the terminal is touched.
+pub fn run(mut app: App, explainer: Arc<Explainer>) -> Result<()> {
+    let worker = Worker::spawn(explainer);
+    let mut session = TerminalSession::enter().map_err(terminal_error)?;
+    let outcome = event_loop(&mut session.terminal, &mut app, &worker);
+    drop(session);
+    outcome
+}
+
+fn terminal_error(source: io::Error) -> Error {
+    Error::Io {
+        path: "<terminal>".into(),
+        source,
+    }
+}
+
+/// Raw mode, alternate screen and mouse capture, undone on drop and on panic.
+struct TerminalSession {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalSession {
+    fn enter() -> io::Result<Self> {
+        install_panic_hook();
+        let entered = (|| {
+            enable_raw_mode()?;
+            execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture)?;
+            Terminal::new(CrosstermBackend::new(io::stdout()))
+        })();
+        match entered {
+            Ok(terminal) => Ok(TerminalSession { terminal }),
+            Err(error) => {
+                restore_terminal();
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Drop for TerminalSession {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Leaves the terminal as the shell expects it; safe to call more than once.
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+/// Restores the terminal before the panic message is printed, so it is readable and the shell
+/// is usable afterwards.
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous(info);
+    }));
+}
+
+fn event_loop(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    app: &mut App,
+    worker: &Worker,
+) -> Result<()> {
+    let mut submitted = Vec::new();
+    let mut last_disk_check = Instant::now();
+    loop {
+        for response in worker.responses() {
+            app.receive(response);
+        }
+        let now = Instant::now();
+        app.tick(now);
+        if now.duration_since(last_disk_check) >= DISK_CHECK {
+            last_disk_check = now;
+            follow_disk_changes(app);
+        }
+        if !worker.is_running() {
+            app.status = Some("the explain thread stopped; restart tokenlens".into());
+        }
+        terminal
+            .draw(|frame| view::render(frame, app))
+            .map_err(terminal_error)?;
+        let wanted = app.wanted_requests();
+        if wanted != submitted {
+            worker.submit(wanted.clone());
+            submitted = wanted;
+        }
+        if !submitted.is_empty() {
+            app.spinner_tick = app.spinner_tick.wrapping_add(1);
+        }
+        if !event::poll(FRAME).map_err(terminal_error)? {
+            continue;
+        }
+        // Take every event already waiting before drawing again (fast typing, pastes).
+        loop {
+            let outcome = match event::read().map_err(terminal_error)? {
+                Event::Key(key) => app.handle_key(key, Instant::now()),
+                Event::Mouse(mouse) => app.handle_mouse(mouse),
+                _ => KeyOutcome::Handled,
+            };
+            if let KeyOutcome::Effect(effect) = outcome
+                && perform(effect, app) == Flow::Quit
+            {
+                return Ok(());
+            }
+            if !event::poll(Duration::ZERO).map_err(terminal_error)? {
+                break;
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Quit,
+}
+
+/// Carries out what a key asked for; failures become a status message.
+fn perform(effect: Effect, app: &mut App) -> Flow {
+    match effect {
+        Effect::Quit => return Flow::Quit,
+        Effect::Export(format) => {
+            let directory = std::env::current_dir().unwrap_or_else(|_| ".".into());
+            let path = export::export_path(&directory, &app.document.name(), format);
+            let units = app.visible_units.len();
+            app.status = Some(match std::fs::write(&path, export::render(app, format)) {
+                Ok(()) => format!("exported {units} units to {}", path.display()),
+                Err(error) => format!("export failed: {}: {error}", path.display()),
+            });
+        }
+        Effect::Reload => reload(app, "reloaded"),
+        Effect::Save => {
+            app.status = Some(match app.document.save() {
+                Ok(path) => format!("saved {}", path.display()),
+                Err(error) => format!("not saved: {error}"),
+            });
+        }
+    }
+    Flow::Continue
+}
+
+fn reload(app: &mut App, message: &str) {
+    if app.document.source == Source::Stdin {
+        app.status = Some("the text came from stdin; there is nothing to reload".into());
+        return;
+    }
+    match app.document.reload() {
+        Ok(()) => {
+            app.document_replaced();
+            app.status = Some(message.to_owned());
+        }
+        Err(error) => app.status = Some(format!("reload failed: {error}")),
+    }
+}
+
+/// Reloads a file that changed on disk, unless that would throw away edits made here.
+fn follow_disk_changes(app: &mut App) {
+    if !app.document.changed_on_disk() {
+        return;
+    }
+    let editing = matches!(app.popup, Some(Popup::Edit(_)));
+    if app.document.modified || editing {
+        app.document.stamp = app.document.current_stamp();
+        app.status = Some("the file changed on disk; r reloads it (and drops your edits)".into());
+    } else if app.document.current_stamp().is_none() {
+        app.document.stamp = None;
+        app.status = Some("the file was removed from disk; showing the last version".into());
+    } else {
+        reload(app, "reloaded: the file changed on disk");
+    }
+}
+
+/// Explains everything `app` wants right now on this thread: for tests and snapshots, where
+/// results must not depend on timing.
+pub fn explain_wanted_now(app: &mut App, explainer: &Explainer) {
+    loop {
+        let wanted = app.wanted_requests();
+        if wanted.is_empty() {
+            return;
+        }
+        let mut groups: Vec<Vec<worker::Request>> = Vec::new();
+        for request in wanted {
+            match groups
+                .iter_mut()
+                .find(|g| g[0].method == request.method && g[0].target == request.target)
+            {
+                Some(group) => group.push(request),
+                None => groups.push(vec![request]),
+            }
+        }
+        for group in groups {
+            for response in worker::explain(explainer, group) {
+                app.receive(response);
+            }
+        }
+    }
+}
