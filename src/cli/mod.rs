@@ -1,5 +1,6 @@
 //! Command-line front-ends. Each subcommand is a thin adapter over [`crate::Explainer`].
 
+pub mod bench_score;
 pub mod score;
 
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Score text from stdin (one text per line) and print relevance per word.
     Score(score::ScoreArgs),
+    /// Measure `score` throughput (sentences/s), one text per call versus batched.
+    BenchScore(bench_score::BenchScoreArgs),
 }
 
 /// Options every model-using subcommand shares.
@@ -108,6 +111,7 @@ impl ModelArgs {
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Score(args) => score::run(args),
+        Command::BenchScore(args) => bench_score::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,253 +1,932 @@
-//! `tokenlens score`: text on stdin, one JSON record per text on stdout, in input order.
+//! `tokenlens score`: texts from stdin or files, one output record per text (or per sentence /
+//! paragraph of a document with `--doc`), written in input order and flushed as soon as each
+//! is ready. The JSONL record layout is documented in `docs/score.md`.
+//!
+//! Reading runs on its own thread and feeds a bounded channel. The scoring loop takes what is
+//! already waiting (up to `--batch-size`) so piped input is batched while a person typing at a
+//! terminal gets each line back at once.
 
-use std::io::{BufRead, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use clap::Args;
-use serde::Serialize;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
 
 use super::ModelArgs;
 use crate::error::{Error, Result, exit_code};
 use crate::explainer::{Explainer, Explanation, Target};
 use crate::methods::Method;
+use crate::render::Palette;
+use crate::render::ansi::{AnsiWriter, ColorDepth};
+use crate::render::html::HtmlWriter;
+use crate::render::json::{JsonArrayWriter, JsonLinesWriter};
+use crate::render::markdown::MarkdownWriter;
+use crate::render::scored::{
+    Display, Origin, Outcome, Record, RecordWriter, ScoredText, ScoredToken, ScoredWord, UnitSpan,
+};
+use crate::render::tsv::TsvWriter;
+use crate::render::{Normalization, Scale};
+use crate::segment::{self, Unit};
+use crate::text::Aggregation;
 
-/// Version of the JSONL record layout (`schema_version` field).
-pub const SCHEMA_VERSION: u32 = 1;
+pub use crate::render::json::SCHEMA_VERSION;
+
+/// The method used when `--method` is not given.
+pub const DEFAULT_METHOD: &str = "chefer_lrp_all_layers";
 
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]
 pub struct ScoreArgs {
+    /// Files to read, one text per line ('-' is stdin). Default: stdin.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Relevance method.
-    #[arg(long, default_value = "chefer_lrp_all_layers", value_parser = parse_method)]
-    pub method: Method,
-    /// Class to explain, by label or index (default: the predicted class).
-    #[arg(long, value_name = "LABEL|INDEX")]
-    pub target: Option<String>,
-    /// Also print every token position ([CLS] and [SEP] included) with the method's raw score.
-    #[arg(long)]
+
+    /// Read each input (all of stdin, or each FILE) as one document and explain it unit by unit;
+    /// offsets are into the whole document.
+    #[arg(long, help_heading = "Input")]
+    pub doc: bool,
+    /// Unit of a --doc document: sentence (default), paragraph (blank-line separated) or line.
+    #[arg(long, value_parser = parse_unit, requires = "doc", value_name = "UNIT", help_heading = "Input")]
+    pub unit: Option<Unit>,
+    /// Read one JSON object per line; the text is in --text-field, every other field is copied
+    /// to the output record.
+    #[arg(long, conflicts_with = "doc", help_heading = "Input")]
+    pub jsonl: bool,
+    /// Field of a --jsonl object holding the text [default: text].
+    #[arg(long, requires = "jsonl", value_name = "NAME", help_heading = "Input")]
+    pub text_field: Option<String>,
+
+    /// Output format [default: ansi when stdout is a terminal, else jsonl].
+    #[arg(long, short = 'f', value_enum, help_heading = "Output")]
+    pub format: Option<Format>,
+    /// When to colour ansi output; NO_COLOR and CLICOLOR_FORCE are honoured under auto.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        value_name = "WHEN",
+        help_heading = "Output"
+    )]
+    pub color: ColorChoice,
+    /// Add every token position ([CLS] and [SEP] included) with its raw score (JSON formats).
+    #[arg(long, help_heading = "Output")]
     pub tokens: bool,
-    /// Texts per forward pass.
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
+    /// Mark only the N most relevant words of each text.
+    #[arg(long, value_name = "N", help_heading = "Output")]
+    pub top_k: Option<usize>,
+    /// Display scaling of word scores: maxabs, minmax, l1 or none (raw scores stay in JSON).
+    #[arg(long, value_parser = parse_normalization, default_value = "maxabs", help_heading = "Output")]
+    pub normalize: Normalization,
+
+    /// Relevance method (see docs/methods.md).
+    #[arg(long, default_value = DEFAULT_METHOD, value_parser = parse_method, help_heading = "Explanation")]
+    pub method: Method,
+    /// Class to explain, by label or index [default: the predicted class].
+    #[arg(long, value_name = "LABEL|INDEX", help_heading = "Explanation")]
+    pub target: Option<String>,
+    /// Explain A against B: relevance for A minus relevance for B, on a diverging scale.
+    #[arg(
+        long,
+        value_name = "A,B",
+        conflicts_with = "target",
+        help_heading = "Explanation"
+    )]
+    pub contrast: Option<String>,
+    /// How a word's sub-word scores combine: sum, max, mean or first.
+    #[arg(long, value_parser = parse_aggregation, default_value = "sum", help_heading = "Explanation")]
+    pub aggregate: Aggregation,
+
+    /// Texts explained together [default: 16 on cpu, 64 on cuda].
+    #[arg(long, value_name = "N", help_heading = "Performance")]
+    pub batch_size: Option<usize>,
+    /// No progress bar and no hints on stderr (errors are still reported).
+    #[arg(long, short = 'q', help_heading = "Performance")]
+    pub quiet: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line (the documented schema).
+    Jsonl,
+    /// One JSON array of the same objects.
+    Json,
+    /// One row per word, with a header row.
+    Tsv,
+    /// Coloured text for a terminal, with a legend line.
+    Ansi,
+    /// One self-contained HTML page.
+    Html,
+    /// Markdown: bold words with signed strength.
+    #[value(alias = "markdown")]
+    Md,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 fn parse_method(s: &str) -> std::result::Result<Method, String> {
     s.parse::<Method>().map_err(|e| e.to_string())
 }
 
-#[derive(Serialize)]
-struct LabelScore<'a> {
-    label: &'a str,
-    score: f64,
+fn parse_unit(s: &str) -> std::result::Result<Unit, String> {
+    s.parse::<Unit>().map_err(|e| e.to_string())
 }
 
-#[derive(Serialize)]
-struct WordRecord<'a> {
-    text: &'a str,
-    start: usize,
-    end: usize,
-    score: f64,
+fn parse_aggregation(s: &str) -> std::result::Result<Aggregation, String> {
+    s.parse::<Aggregation>().map_err(|e| e.to_string())
 }
 
-#[derive(Serialize)]
-struct TokenRecord<'a> {
-    token: &'a str,
-    id: u32,
-    start: usize,
-    end: usize,
-    score: f64,
+fn parse_normalization(s: &str) -> std::result::Result<Normalization, String> {
+    Normalization::from_name(s)
+        .ok_or_else(|| format!("unknown normalization {s:?}; use maxabs, minmax, l1 or none"))
 }
 
-#[derive(Serialize)]
-struct Record<'a> {
-    schema_version: u32,
-    line: usize,
-    text: &'a str,
-    model: &'a str,
-    labels: &'a [String],
-    logits: &'a [f64],
-    probs: Vec<LabelScore<'a>>,
-    predicted: &'a str,
-    target: &'a str,
-    method: &'a str,
-    windows: usize,
-    words: Vec<WordRecord<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tokens: Option<Vec<TokenRecord<'a>>>,
+/// Default `--batch-size`: a GPU wants wide batches, a CPU gains little past 16.
+pub fn default_batch_size(device: &str) -> usize {
+    if device.trim().to_ascii_lowercase().starts_with("cuda") {
+        64
+    } else {
+        16
+    }
 }
 
-pub fn record_json(
-    explainer: &Explainer,
-    e: &Explanation,
-    method: Method,
-    line: usize,
-    with_tokens: bool,
-) -> String {
-    let labels = explainer.labels();
-    let attribution = e.attribution(method).expect("method was requested");
-    let record = Record {
-        schema_version: SCHEMA_VERSION,
-        line,
-        text: &e.text,
-        model: &explainer.model_name,
-        labels,
-        logits: &e.logits,
-        probs: labels
-            .iter()
-            .zip(&e.probs)
-            .map(|(label, &score)| LabelScore { label, score })
-            .collect(),
-        predicted: &labels[e.predicted],
-        target: &labels[e.target],
-        method: method.name(),
-        windows: e.windows,
-        words: e
-            .words
-            .iter()
-            .zip(&attribution.word_scores)
-            .map(|(w, &score)| WordRecord {
-                text: &w.text,
-                start: w.start,
-                end: w.end,
-                score,
+/// Whether ANSI output gets colour, by the ripgrep/cargo rules: an explicit `--color` wins;
+/// under `auto`, `NO_COLOR` (non-empty) turns colour off, then `CLICOLOR_FORCE` (non-empty, not
+/// "0") turns it on, then `CLICOLOR=0` or `TERM=dumb` turn it off, else colour iff stdout is a
+/// terminal.
+pub fn use_color(
+    choice: ColorChoice,
+    env: impl Fn(&str) -> Option<String>,
+    stdout_is_terminal: bool,
+) -> bool {
+    let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto if set("NO_COLOR") => false,
+        ColorChoice::Auto
+            if set("CLICOLOR_FORCE") && env("CLICOLOR_FORCE").as_deref() != Some("0") =>
+        {
+            true
+        }
+        ColorChoice::Auto => {
+            let disabled =
+                env("CLICOLOR").as_deref() == Some("0") || env("TERM").as_deref() == Some("dumb");
+            stdout_is_terminal && !disabled
+        }
+    }
+}
+
+/// What one input yields before scoring.
+pub enum Item {
+    /// A text to explain.
+    Text { origin: Origin, text: String },
+    /// A record that needs no model: an empty line or an input error.
+    Done(Record),
+}
+
+/// How inputs are split into texts.
+#[derive(Debug, Clone)]
+pub enum InputMode {
+    Lines,
+    Document(Unit),
+    JsonLines { text_field: String },
+}
+
+/// An opened input: its display name and its bytes.
+pub struct Input {
+    pub name: String,
+    pub reader: Box<dyn Read + Send>,
+}
+
+/// Opens every FILE before the model loads, so a typo fails fast with a usage error.
+pub fn open_inputs(files: &[PathBuf]) -> Result<Vec<Input>> {
+    if files.is_empty() {
+        return Ok(vec![stdin_input()]);
+    }
+    files
+        .iter()
+        .map(|path| {
+            if path.as_os_str() == "-" {
+                return Ok(stdin_input());
+            }
+            let name = path.display().to_string();
+            if path.is_dir() {
+                return Err(Error::Usage(format!(
+                    "{name} is a directory; pass the files inside it (e.g. {name}/*.txt)"
+                )));
+            }
+            let file = File::open(path).map_err(|e| {
+                Error::Usage(format!(
+                    "cannot open {name}: {e}; check the path, or use - to read stdin"
+                ))
+            })?;
+            Ok(Input {
+                name,
+                reader: Box::new(file),
             })
-            .collect(),
-        tokens: with_tokens.then(|| {
-            e.tokens
+        })
+        .collect()
+}
+
+fn stdin_input() -> Input {
+    Input {
+        name: "-".into(),
+        reader: Box::new(io::stdin()),
+    }
+}
+
+fn failed(origin: Origin, error: String) -> Item {
+    Item::Done(Record {
+        origin,
+        outcome: Outcome::Failed { error },
+    })
+}
+
+fn empty(origin: Origin, text: String) -> Item {
+    Item::Done(Record {
+        origin,
+        outcome: Outcome::Empty { text },
+    })
+}
+
+fn utf8_error(what: &str, error: &std::str::Utf8Error) -> String {
+    format!(
+        "{what} is not valid UTF-8 (invalid byte at offset {}); convert the input to UTF-8, e.g. \
+         with `iconv -f latin1 -t utf-8`",
+        error.valid_up_to()
+    )
+}
+
+/// Reads every input in order and sends its items; stops early when the receiver is gone.
+pub fn read_inputs(inputs: Vec<Input>, mode: &InputMode, items: &SyncSender<Item>) {
+    for input in inputs {
+        let sent = match mode {
+            InputMode::Lines | InputMode::JsonLines { .. } => read_lines(input, mode, items),
+            InputMode::Document(unit) => read_document(input, *unit, items),
+        };
+        if !sent {
+            return;
+        }
+    }
+}
+
+/// Returns false when the receiver hung up.
+fn read_lines(input: Input, mode: &InputMode, items: &SyncSender<Item>) -> bool {
+    let reader = BufReader::new(input.reader);
+    for (index, line) in reader.split(b'\n').enumerate() {
+        let origin = Origin {
+            source: input.name.clone(),
+            line: index + 1,
+            ..Origin::default()
+        };
+        let item = match line {
+            Err(e) => {
+                let item = failed(
+                    origin,
+                    format!(
+                        "could not read {}: {e}; the rest of it is skipped",
+                        input.name
+                    ),
+                );
+                return items.send(item).is_ok();
+            }
+            Ok(mut bytes) => {
+                if bytes.last() == Some(&b'\r') {
+                    bytes.pop();
+                }
+                match mode {
+                    InputMode::JsonLines { text_field } => {
+                        json_line_item(origin, &bytes, text_field)
+                    }
+                    _ => match std::str::from_utf8(&bytes) {
+                        Err(e) => failed(origin, utf8_error("line", &e)),
+                        Ok(text) if text.trim().is_empty() => empty(origin, text.to_owned()),
+                        Ok(text) => Item::Text {
+                            origin,
+                            text: text.to_owned(),
+                        },
+                    },
+                }
+            }
+        };
+        if items.send(item).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn json_line_item(mut origin: Origin, bytes: &[u8], text_field: &str) -> Item {
+    let line = match std::str::from_utf8(bytes) {
+        Ok(line) => line,
+        Err(e) => return failed(origin, utf8_error("line", &e)),
+    };
+    if line.trim().is_empty() {
+        return empty(origin, String::new());
+    }
+    let mut object = match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            return failed(
+                origin,
+                format!(
+                    "line is JSON but not an object; with --jsonl each line must be an object like {{\"{text_field}\": \"...\"}}"
+                ),
+            );
+        }
+        Err(e) => {
+            return failed(
+                origin,
+                format!(
+                    "line is not valid JSON ({e}); with --jsonl each line must be one JSON object, \
+                     or drop --jsonl to score plain text lines"
+                ),
+            );
+        }
+    };
+    let text = object.remove(text_field);
+    let fields: Vec<String> = object.keys().cloned().collect();
+    origin.fields = object;
+    match text {
+        Some(Value::String(text)) if text.trim().is_empty() => empty(origin, text),
+        Some(Value::String(text)) => Item::Text { origin, text },
+        Some(other) => failed(
+            origin,
+            format!(
+                "field \"{text_field}\" is not a string (it is {}); put the text in a string field",
+                json_type(&other)
+            ),
+        ),
+        None => failed(
+            origin,
+            format!(
+                "object has no field \"{text_field}\" (it has: {}); name the text field with --text-field NAME",
+                if fields.is_empty() {
+                    "no fields".to_string()
+                } else {
+                    fields.join(", ")
+                }
+            ),
+        ),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn read_document(mut input: Input, unit: Unit, items: &SyncSender<Item>) -> bool {
+    let first_line = Origin {
+        source: input.name.clone(),
+        line: 1,
+        ..Origin::default()
+    };
+    let mut bytes = Vec::new();
+    if let Err(e) = input.reader.read_to_end(&mut bytes) {
+        let message = format!("could not read {}: {e}", input.name);
+        return items.send(failed(first_line, message)).is_ok();
+    }
+    let document = match String::from_utf8(bytes) {
+        Ok(document) => document,
+        Err(e) => {
+            let message = utf8_error("document", &e.utf8_error());
+            return items.send(failed(first_line, message)).is_ok();
+        }
+    };
+    let units = segment::segments(&document, unit);
+    if units.is_empty() {
+        return items.send(empty(first_line, document)).is_ok();
+    }
+    let kind = match unit {
+        Unit::Line => "line",
+        Unit::Sentence => "sentence",
+        Unit::Paragraph => "paragraph",
+    };
+    let mut line = 1;
+    let mut counted_up_to = 0;
+    for (index, span) in units.iter().enumerate() {
+        line += document[counted_up_to..span.start].matches('\n').count();
+        counted_up_to = span.start;
+        let origin = Origin {
+            source: input.name.clone(),
+            line,
+            unit: Some(UnitSpan {
+                kind,
+                index: index + 1,
+                start: span.start,
+                end: span.end,
+            }),
+            ..Origin::default()
+        };
+        let item = Item::Text {
+            origin,
+            text: span.text(&document).to_owned(),
+        };
+        if items.send(item).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Turns texts into scored records: the explainer, what to explain and how to display it.
+pub struct Scorer<'a> {
+    pub explainer: &'a Explainer,
+    pub method: Method,
+    pub target: Target,
+    /// B of `--contrast A,B` (A is `target`).
+    pub contrast: Option<usize>,
+    pub aggregation: Aggregation,
+    pub display: Display,
+    pub with_tokens: bool,
+}
+
+impl Scorer<'_> {
+    /// Scores one batch; the records come back in the order of `items`.
+    pub fn score(&self, items: Vec<Item>) -> Vec<Record> {
+        let texts: Vec<&str> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Text { text, .. } => Some(text.as_str()),
+                Item::Done(_) => None,
+            })
+            .collect();
+        let mut outcomes = self.explain_all(&texts).into_iter();
+        items
+            .into_iter()
+            .map(|item| match item {
+                Item::Done(record) => record,
+                Item::Text { origin, .. } => Record {
+                    origin,
+                    outcome: outcomes.next().unwrap_or_else(|| Outcome::Failed {
+                        error: "internal error: no result for this text".into(),
+                    }),
+                },
+            })
+            .collect()
+    }
+
+    fn explain_all(&self, texts: &[&str]) -> Vec<Outcome> {
+        if texts.is_empty() {
+            return Vec::new();
+        }
+        match self.explain_batch(texts) {
+            Ok(outcomes) => outcomes,
+            // One bad text must not sink the batch: retry one by one to find it.
+            Err(_) if texts.len() > 1 => texts
                 .iter()
-                .zip(&attribution.token_scores)
-                .map(|(t, &score)| TokenRecord {
-                    token: &t.token,
-                    id: t.id,
-                    start: t.start,
-                    end: t.end,
-                    score,
+                .map(|&text| match self.explain_batch(&[text]) {
+                    Ok(mut one) => one.remove(0),
+                    Err(error) => explain_failure(&error),
+                })
+                .collect(),
+            Err(error) => vec![explain_failure(&error)],
+        }
+    }
+
+    fn explain_batch(&self, texts: &[&str]) -> Result<Vec<Outcome>> {
+        let methods = [self.method];
+        let explained = self.explainer.explain_batch(texts, &methods, self.target)?;
+        let against = match self.contrast {
+            Some(b) => Some(
+                self.explainer
+                    .explain_batch(texts, &methods, Target::Class(b))?,
+            ),
+            None => None,
+        };
+        Ok(explained
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let b = against.as_ref().map(|list| &list[i]);
+                Outcome::Scored(Box::new(self.scored_text(e, b)))
+            })
+            .collect())
+    }
+
+    fn scored_text(&self, explained: &Explanation, against: Option<&Explanation>) -> ScoredText {
+        let token_scores = |e: &Explanation| -> Vec<f64> {
+            e.attribution(self.method)
+                .map(|a| a.token_scores.clone())
+                .unwrap_or_else(|| vec![f64::NAN; e.tokens.len()])
+        };
+        let word_scores = |e: &Explanation, tokens: &[f64]| -> Vec<f64> {
+            e.words
+                .iter()
+                .map(|w| {
+                    let pieces: Vec<f64> = w
+                        .tokens
+                        .iter()
+                        .map(|&t| tokens.get(t).copied().unwrap_or(f64::NAN))
+                        .collect();
+                    self.aggregation.apply(&pieces)
                 })
                 .collect()
-        }),
+        };
+        let mut tokens = token_scores(explained);
+        let mut words = word_scores(explained, &tokens);
+        if let Some(b) = against {
+            // A − B per word: each class's word score first, so `--aggregate max` compares maxima.
+            let tokens_b = token_scores(b);
+            let words_b = word_scores(b, &tokens_b);
+            words.iter_mut().zip(&words_b).for_each(|(a, b)| *a -= b);
+            tokens.iter_mut().zip(&tokens_b).for_each(|(a, b)| *a -= b);
+        }
+        let marks = self.display.marks(&words);
+        ScoredText {
+            text: explained.text.clone(),
+            model: self.explainer.model_name.clone(),
+            labels: self.explainer.labels().to_vec(),
+            logits: explained.logits.clone(),
+            probs: explained.probs.clone(),
+            predicted: explained.predicted,
+            target: explained.target,
+            contrast: self.contrast,
+            method: self.method.name(),
+            aggregation: aggregation_name(self.aggregation),
+            windows: explained.windows,
+            words: explained
+                .words
+                .iter()
+                .zip(words.iter().zip(marks))
+                .map(|(w, (&score, (normalized, bucket)))| ScoredWord {
+                    text: w.text.clone(),
+                    start: w.start,
+                    end: w.end,
+                    score,
+                    normalized,
+                    bucket,
+                })
+                .collect(),
+            tokens: self.with_tokens.then(|| {
+                explained
+                    .tokens
+                    .iter()
+                    .zip(&tokens)
+                    .map(|(t, &score)| ScoredToken {
+                        token: t.token.clone(),
+                        id: t.id,
+                        start: t.start,
+                        end: t.end,
+                        score,
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+fn explain_failure(error: &Error) -> Outcome {
+    Outcome::Failed {
+        error: format!(
+            "could not explain this text: {error}; if it is very long, try a smaller --max-tokens"
+        ),
+    }
+}
+
+pub fn aggregation_name(aggregation: Aggregation) -> &'static str {
+    match aggregation {
+        Aggregation::Sum => "sum",
+        Aggregation::Max => "max",
+        Aggregation::Mean => "mean",
+        Aggregation::First => "first",
+    }
+}
+
+/// Which scale a view needs: contrasts and signed methods diverge around 0 (unless min-max
+/// scaling maps them to [0, 1]); Chefer-style relevance is non-negative and sequential.
+pub fn scale_for(method: Method, contrast: bool, normalization: Normalization) -> Scale {
+    if normalization == Normalization::MinMax {
+        Scale::Sequential
+    } else if contrast || method.is_signed() {
+        Scale::Diverging
+    } else {
+        Scale::Sequential
+    }
+}
+
+/// The legend's words for what a mark means.
+fn meanings(labels: &[String], target: Target, contrast: Option<usize>) -> (String, String) {
+    match (target, contrast) {
+        (Target::Class(a), Some(b)) => (
+            format!("for {} rather than {}", labels[a], labels[b]),
+            format!("for {} rather than {}", labels[b], labels[a]),
+        ),
+        (Target::Class(a), None) => (
+            format!("for {}", labels[a]),
+            format!("against {}", labels[a]),
+        ),
+        (Target::Predicted, _) => (
+            "for the explained class".into(),
+            "against the explained class".into(),
+        ),
+    }
+}
+
+/// Parses `--contrast A,B` into two different class indices.
+fn parse_contrast(explainer: &Explainer, spec: &str, method: Method) -> Result<(usize, usize)> {
+    let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+    let [a, b] = parts.as_slice() else {
+        return Err(Error::Usage(format!(
+            "--contrast {spec:?} needs two classes separated by a comma, e.g. --contrast {}",
+            explainer.labels().join(",")
+        )));
     };
-    // Through `Value` so NaN scores (attention GradCAM on a constant map) become null.
-    serde_json::to_value(&record)
-        .map(|v| v.to_string())
-        .unwrap_or_else(|e| format!("{{\"line\":{line},\"error\":\"{e}\"}}"))
+    let (a, b) = (explainer.parse_target(a)?, explainer.parse_target(b)?);
+    if a == b {
+        return Err(Error::Usage(format!(
+            "--contrast {spec:?} names the same class twice; name two different classes"
+        )));
+    }
+    if !method.is_class_specific() {
+        return Err(Error::Usage(format!(
+            "--contrast needs a class-specific method, but {} gives the same scores for every \
+             class; pick another --method, e.g. {DEFAULT_METHOD}",
+            method.name()
+        )));
+    }
+    Ok((a, b))
 }
 
-enum Input {
-    Text(String),
-    Invalid(String),
+fn writer_for(
+    format: Format,
+    display: Display,
+    color: Option<ColorDepth>,
+) -> Box<dyn RecordWriter> {
+    let palette = Palette::default();
+    match format {
+        Format::Jsonl => Box::new(JsonLinesWriter { display }),
+        Format::Json => Box::new(JsonArrayWriter {
+            display,
+            written: 0,
+        }),
+        Format::Tsv => Box::new(TsvWriter),
+        Format::Ansi => Box::new(AnsiWriter {
+            display,
+            palette,
+            color,
+        }),
+        Format::Html => Box::new(HtmlWriter { display, palette }),
+        Format::Md => Box::new(MarkdownWriter { display }),
+    }
 }
 
-fn read_lines(reader: impl BufRead) -> impl Iterator<Item = std::io::Result<Input>> {
-    reader.split(b'\n').map(|line| {
-        line.map(|mut bytes| {
-            if bytes.last() == Some(&b'\r') {
-                bytes.pop();
-            }
-            match String::from_utf8(bytes) {
-                Ok(text) => Input::Text(text),
-                Err(e) => Input::Invalid(format!(
-                    "line is not valid UTF-8 (invalid byte at offset {}); convert the input to UTF-8, e.g. with iconv",
-                    e.utf8_error().valid_up_to()
-                )),
-            }
-        })
-    })
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet || !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("{spinner} {pos} texts scored · {per_sec} · {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar
 }
 
 pub fn run(args: ScoreArgs) -> Result<i32> {
-    let explainer = args.model.load(args.batch_size)?;
-    let target = match &args.target {
-        Some(t) => Target::Class(explainer.parse_target(t)?),
-        None => Target::Predicted,
+    if args.top_k == Some(0) {
+        return Err(Error::Usage(
+            "--top-k 0 would mark nothing; use --top-k 1 or more, or leave it out to mark every word".into(),
+        ));
+    }
+    if args.batch_size == Some(0) {
+        return Err(Error::Usage("--batch-size must be at least 1".into()));
+    }
+    let inputs = open_inputs(&args.files)?;
+    let reads_terminal = inputs.iter().any(|i| i.name == "-") && io::stdin().is_terminal();
+    let stdout_is_terminal = io::stdout().is_terminal();
+    let format = args.format.unwrap_or(if stdout_is_terminal {
+        Format::Ansi
+    } else {
+        Format::Jsonl
+    });
+    let color = use_color(
+        args.color,
+        |name| std::env::var(name).ok(),
+        stdout_is_terminal,
+    )
+    .then(|| ColorDepth::from_colorterm(std::env::var("COLORTERM").ok().as_deref()));
+    let batch_size = args
+        .batch_size
+        .unwrap_or_else(|| default_batch_size(&args.model.device));
+    let mode = match (&args.doc, &args.jsonl) {
+        (true, _) => InputMode::Document(args.unit.unwrap_or_default()),
+        (false, true) => InputMode::JsonLines {
+            text_field: args.text_field.clone().unwrap_or_else(|| "text".into()),
+        },
+        _ => InputMode::Lines,
     };
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
+
+    let explainer = args.model.load(batch_size)?;
+    let (target, contrast) = match (&args.target, &args.contrast) {
+        (_, Some(spec)) => {
+            let (a, b) = parse_contrast(&explainer, spec, args.method)?;
+            (Target::Class(a), Some(b))
+        }
+        (Some(t), None) => (Target::Class(explainer.parse_target(t)?), None),
+        (None, None) => (Target::Predicted, None),
+    };
+    let (for_meaning, against_meaning) = meanings(explainer.labels(), target, contrast);
+    let display = Display {
+        scale: scale_for(args.method, contrast.is_some(), args.normalize),
+        normalization: args.normalize,
+        top_k: args.top_k,
+        method: args.method.name(),
+        for_meaning,
+        against_meaning,
+    };
+    let scorer = Scorer {
+        explainer: &explainer,
+        method: args.method,
+        target,
+        contrast,
+        aggregation: args.aggregate,
+        display: display.clone(),
+        with_tokens: args.tokens,
+    };
+    let mut writer = writer_for(format, display, color);
+
+    let bar = progress_bar(args.quiet);
+    let interrupted_bar = bar.clone();
+    // Ctrl-C: records already written were flushed; end at once with the documented status.
+    // (If a handler cannot be installed the default SIGINT behaviour still ends the process.)
+    let _ = ctrlc::set_handler(move || {
+        interrupted_bar.finish_and_clear();
+        std::process::exit(exit_code::INTERRUPTED);
+    });
+    if reads_terminal && !args.quiet {
+        eprintln!(
+            "tokenlens: reading texts from the terminal, one per line; press Ctrl-D to finish \
+             (or pass FILE arguments)"
+        );
+    }
+
+    let (sender, receiver) = sync_channel::<Item>(batch_size * 4);
+    std::thread::spawn(move || read_inputs(inputs, &mode, &sender));
+    let stdout = io::stdout();
     let mut out = stdout.lock();
-    let mut failed = false;
-    let mut batch: Vec<(usize, Input)> = Vec::new();
-    let mut lines = read_lines(stdin.lock()).enumerate().peekable();
-    loop {
-        let next = lines.next();
-        let done = next.is_none();
-        if let Some((index, line)) = next {
-            let line = line.map_err(|source| Error::Io {
-                path: "<stdin>".into(),
-                source,
-            })?;
-            batch.push((index + 1, line));
-        }
-        if batch.len() >= args.batch_size || (done && !batch.is_empty()) {
-            let written = write_batch(&explainer, &args, target, &batch, &mut out);
-            match written {
-                Ok(any_failed) => failed |= any_failed,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(exit_code::OK),
-                Err(source) => {
-                    return Err(Error::Io {
-                        path: "<stdout>".into(),
-                        source,
-                    });
-                }
-            }
-            batch.clear();
-        }
-        if done {
-            break;
+    let written = write_all(
+        &scorer,
+        writer.as_mut(),
+        &receiver,
+        batch_size,
+        &bar,
+        &mut out,
+    );
+    bar.finish_and_clear();
+    match written {
+        Ok(false) => Ok(exit_code::OK),
+        Ok(true) => Ok(exit_code::SOME_FAILED),
+        // `| head` closed the pipe: the reader got what it wanted.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(exit_code::OK),
+        Err(e) => {
+            eprintln!("tokenlens: could not write the output: {e}");
+            Ok(exit_code::SOME_FAILED)
         }
     }
-    Ok(if failed {
-        exit_code::SOME_FAILED
-    } else {
-        exit_code::OK
-    })
 }
 
-/// Explains one batch and writes its records in input order; returns whether any failed.
-fn write_batch(
-    explainer: &Explainer,
-    args: &ScoreArgs,
-    target: Target,
-    batch: &[(usize, Input)],
-    out: &mut impl Write,
-) -> std::io::Result<bool> {
-    let texts: Vec<&str> = batch
-        .iter()
-        .filter_map(|(_, input)| match input {
-            Input::Text(t) if !t.trim().is_empty() => Some(t.as_str()),
-            _ => None,
-        })
-        .collect();
-    let explained = explainer.explain_batch(&texts, &[args.method], target);
-    let mut explained = match explained {
-        Ok(list) => list.into_iter().map(Ok).collect::<Vec<_>>(),
-        // One bad text must not sink the batch: retry one by one to find it.
-        Err(_) => texts
-            .iter()
-            .map(|t| explainer.explain(t, &[args.method], target))
-            .collect(),
-    }
-    .into_iter();
-    let mut failed = false;
-    for (line, input) in batch {
-        let json = match input {
-            Input::Invalid(message) => {
-                failed = true;
-                serde_json::json!({"schema_version": SCHEMA_VERSION, "line": line, "error": message}).to_string()
+/// Scores everything the reader sends and writes it; returns whether any record failed.
+fn write_all(
+    scorer: &Scorer,
+    writer: &mut dyn RecordWriter,
+    items: &Receiver<Item>,
+    batch_size: usize,
+    bar: &ProgressBar,
+    out: &mut dyn Write,
+) -> io::Result<bool> {
+    bar.suspend(|| {
+        writer.begin(out)?;
+        out.flush()
+    })?;
+    let mut any_failed = false;
+    // Block for the first item of a batch, then take only what is already waiting.
+    while let Ok(first) = items.recv() {
+        let mut batch = vec![first];
+        while batch.len() < batch_size {
+            match items.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
             }
-            Input::Text(t) if t.trim().is_empty() => {
-                serde_json::json!({"schema_version": SCHEMA_VERSION, "line": line, "text": t, "empty": true}).to_string()
-            }
-            Input::Text(_) => match explained.next().expect("one result per text") {
-                Ok(e) => record_json(explainer, &e, args.method, *line, args.tokens),
-                Err(error) => {
-                    failed = true;
-                    serde_json::json!({"schema_version": SCHEMA_VERSION, "line": line, "error": error.to_string()})
-                        .to_string()
+        }
+        for record in scorer.score(batch) {
+            if let Outcome::Failed { error } = &record.outcome {
+                any_failed = true;
+                if !writer.writes_errors() {
+                    let place = crate::render::scored::location(&record.origin);
+                    bar.suspend(|| eprintln!("tokenlens: {place}: {error}"));
+                    continue;
                 }
-            },
-        };
-        writeln!(out, "{json}")?;
+            }
+            bar.suspend(|| {
+                writer.record(out, &record)?;
+                out.flush()
+            })?;
+            bar.inc(1);
+        }
     }
-    out.flush()?;
-    Ok(failed)
+    bar.suspend(|| {
+        writer.finish(out)?;
+        out.flush()
+    })?;
+    Ok(any_failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn color_rules_follow_no_color_and_clicolor_force() {
+        let auto = ColorChoice::Auto;
+        assert!(use_color(auto, env_of(&[]), true));
+        assert!(!use_color(auto, env_of(&[]), false));
+        assert!(!use_color(auto, env_of(&[("NO_COLOR", "1")]), true));
+        assert!(use_color(auto, env_of(&[("NO_COLOR", "")]), true));
+        assert!(use_color(auto, env_of(&[("CLICOLOR_FORCE", "1")]), false));
+        assert!(!use_color(auto, env_of(&[("CLICOLOR_FORCE", "0")]), false));
+        assert!(!use_color(
+            auto,
+            env_of(&[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")]),
+            true
+        ));
+        assert!(!use_color(auto, env_of(&[("TERM", "dumb")]), true));
+        assert!(use_color(
+            ColorChoice::Always,
+            env_of(&[("NO_COLOR", "1")]),
+            false
+        ));
+        assert!(!use_color(ColorChoice::Never, env_of(&[]), true));
+    }
+
+    #[test]
+    fn json_lines_pass_fields_through_and_explain_missing_text() {
+        let origin = Origin::default();
+        match json_line_item(origin.clone(), br#"{"id": 7, "body": "hi"}"#, "text") {
+            Item::Done(Record {
+                origin,
+                outcome: Outcome::Failed { error },
+            }) => {
+                assert!(error.contains("--text-field"), "{error}");
+                assert!(error.contains("id, body"), "{error}");
+                assert_eq!(origin.fields["id"], 7);
+            }
+            _ => panic!("expected an error record"),
+        }
+        match json_line_item(origin, br#"{"id": 7, "body": "hi"}"#, "body") {
+            Item::Text { origin, text } => {
+                assert_eq!(text, "hi");
+                assert_eq!(origin.fields.len(), 1);
+            }
+            _ => panic!("expected a text"),
+        }
+    }
+
+    #[test]
+    fn scales_match_the_kind_of_score() {
+        let chefer = Method::CheferLrpAllLayers;
+        let signed = Method::GradientXInput;
+        assert_eq!(
+            scale_for(chefer, false, Normalization::MaxAbs),
+            Scale::Sequential
+        );
+        assert_eq!(
+            scale_for(chefer, true, Normalization::MaxAbs),
+            Scale::Diverging
+        );
+        assert_eq!(
+            scale_for(signed, false, Normalization::L1),
+            Scale::Diverging
+        );
+        assert_eq!(
+            scale_for(signed, false, Normalization::MinMax),
+            Scale::Sequential
+        );
+    }
 }

@@ -1,0 +1,127 @@
+//! `--format md`: Markdown for issues, notebooks and reports. Markdown has no colour, so
+//! marked words are bold with their signed strength as a superscript (`**great**⁺⁵`).
+
+use std::io::{self, Write};
+
+use super::palette::Bucket;
+use super::scored::{
+    Display, Outcome, Record, RecordWriter, ScoredText, explained_name, location,
+    probability_summary,
+};
+
+pub struct MarkdownWriter {
+    pub display: Display,
+}
+
+/// Backslash-escapes the characters Markdown would read as markup.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        // Only what changes rendering inside a paragraph; "(", "-", "!" are left readable.
+        if matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '~'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn superscript(bucket: Bucket) -> String {
+    const DIGITS: [char; 6] = ['⁰', '¹', '²', '³', '⁴', '⁵'];
+    let sign = if bucket.is_negative() { '⁻' } else { '⁺' };
+    format!("{sign}{}", DIGITS[bucket.strength().min(5) as usize])
+}
+
+impl MarkdownWriter {
+    fn words(&self, text: &ScoredText) -> String {
+        let mut body = String::with_capacity(text.text.len() * 2);
+        let mut cursor = 0;
+        for word in &text.words {
+            if word.start < cursor || word.end > text.text.len() {
+                continue;
+            }
+            body.push_str(&escape(&text.text[cursor..word.start]));
+            let shown = escape(&text.text[word.start..word.end]);
+            if word.bucket.strength() > 0 {
+                body.push_str(&format!("**{shown}**{}", superscript(word.bucket)));
+            } else {
+                body.push_str(&shown);
+            }
+            cursor = word.end;
+        }
+        body.push_str(&escape(&text.text[cursor.min(text.text.len())..]));
+        // A Markdown paragraph must not contain blank lines; keep the unit's lines as hard breaks.
+        body.lines()
+            .filter(|line| !line.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("  \n")
+    }
+}
+
+impl RecordWriter for MarkdownWriter {
+    fn begin(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        let scale: Vec<String> = self
+            .display
+            .legend_buckets()
+            .into_iter()
+            .map(superscript)
+            .collect();
+        writeln!(
+            out,
+            "**Legend:** bold words carry the evidence; the superscript is the signed strength ({}): \
+             ⁺ {}, ⁻ {}. {}.\n",
+            scale.join(" "),
+            escape(&self.display.for_meaning),
+            escape(&self.display.against_meaning),
+            escape(&self.display.explanation())
+        )
+    }
+
+    fn record(&mut self, out: &mut dyn Write, record: &Record) -> io::Result<()> {
+        let place = escape(&location(&record.origin));
+        match &record.outcome {
+            Outcome::Scored(text) => {
+                let probabilities: Vec<String> = probability_summary(text)
+                    .into_iter()
+                    .map(|(i, p)| {
+                        if i == text.predicted {
+                            format!("**{}** {p:.2}", escape(&text.labels[i]))
+                        } else {
+                            format!("{} {p:.2}", escape(&text.labels[i]))
+                        }
+                    })
+                    .collect();
+                writeln!(
+                    out,
+                    "#### {place}\n\n{} · explaining *{}* with `{}`\n\n{}\n",
+                    probabilities.join(" · "),
+                    escape(&explained_name(text)),
+                    text.method,
+                    self.words(text)
+                )
+            }
+            Outcome::Empty { .. } => writeln!(out, "#### {place}\n\n*empty, nothing to explain*\n"),
+            // Errors are reported on stderr by the caller (see `writes_errors`).
+            Outcome::Failed { .. } => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(escape("a*b_[c]"), "a\\*b\\_\\[c\\]");
+    }
+
+    #[test]
+    fn superscripts_carry_sign_and_strength() {
+        assert_eq!(superscript(Bucket(5)), "⁺⁵");
+        assert_eq!(superscript(Bucket(-2)), "⁻²");
+    }
+}
