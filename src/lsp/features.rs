@@ -1,0 +1,438 @@
+//! Protocol views of an [`Analysis`]: diagnostics, colours, hover, code lenses, inlay hints,
+//! semantic tokens and the thin-client notification.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tower_lsp_server::ls_types::{
+    CodeLens, Color, ColorInformation, Command, Diagnostic, DiagnosticSeverity, DiagnosticTag,
+    Hover, HoverContents, InlayHint, InlayHintLabel, MarkupContent, MarkupKind, Position, Range,
+    SemanticToken, SemanticTokenModifier, SemanticTokenType, SemanticTokensLegend,
+};
+
+use crate::render::palette::{Bucket, Palette};
+
+use super::analysis::{Analysis, PlacedUnit, UnitResult, WordScore};
+use super::position::{Encoding, LinePosition};
+use super::settings::{Settings, Severity};
+
+pub const SOURCE: &str = "tokenlens";
+pub const COMMAND_SET_TARGET: &str = "tokenlens.setTarget";
+pub const COMMAND_SET_METHOD: &str = "tokenlens.setMethod";
+/// The custom notification, sent only to clients declaring `experimental.tokenlensScores`.
+pub const SCORES_NOTIFICATION: &str = "tokenlens/publishScores";
+pub const SCORES_CAPABILITY: &str = "tokenlensScores";
+
+pub fn position(analysis: &Analysis, offset: usize, encoding: Encoding) -> Position {
+    let p = analysis.index.position(&analysis.text, offset, encoding);
+    Position::new(p.line, p.character)
+}
+
+pub fn range(analysis: &Analysis, start: usize, end: usize, encoding: Encoding) -> Range {
+    Range::new(
+        position(analysis, start, encoding),
+        position(analysis, end, encoding),
+    )
+}
+
+pub fn offset(analysis: &Analysis, p: Position, encoding: Encoding) -> usize {
+    let at = LinePosition {
+        line: p.line,
+        character: p.character,
+    };
+    analysis.index.offset(&analysis.text, at, encoding)
+}
+
+fn word_range(analysis: &Analysis, unit: &PlacedUnit, word: &WordScore, e: Encoding) -> Range {
+    range(analysis, unit.start + word.start, unit.start + word.end, e)
+}
+
+fn percent(p: f64) -> String {
+    format!("{:.0}%", p * 100.0)
+}
+
+/// `+0.82` / `−0.40`: the sign always shown, a real minus sign.
+fn signed(score: f64) -> String {
+    if score < 0.0 {
+        format!("\u{2212}{:.2}", -score)
+    } else {
+        format!("+{score:.2}")
+    }
+}
+
+fn severity(s: Severity) -> DiagnosticSeverity {
+    match s {
+        Severity::Error => DiagnosticSeverity::ERROR,
+        Severity::Warning => DiagnosticSeverity::WARNING,
+        Severity::Information => DiagnosticSeverity::INFORMATION,
+        Severity::Hint => DiagnosticSeverity::HINT,
+    }
+}
+
+/// The top words of each unit, plus (in fade mode) one `Unnecessary` hint per run of the
+/// unit's other words.
+pub fn diagnostics(analysis: &Analysis, settings: &Settings, e: Encoding) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for unit in &analysis.units {
+        let result = &unit.result;
+        let total = result.words.len();
+        if settings.features.diagnostics {
+            for word in result.top(settings.diagnostics_per_unit) {
+                out.push(Diagnostic {
+                    range: word_range(analysis, unit, word, e),
+                    severity: Some(severity(settings.diagnostic_severity)),
+                    source: Some(SOURCE.into()),
+                    message: format!(
+                        "{} {} for {} (#{} of {total})",
+                        word.text,
+                        signed(word.score),
+                        result.label(result.target),
+                        word.rank
+                    ),
+                    ..Default::default()
+                });
+            }
+        }
+        if settings.features.fade {
+            let shown: Vec<usize> = result.top(settings.top_k).iter().map(|w| w.rank).collect();
+            let mut run: Option<(usize, usize)> = None;
+            let flush = |run: &mut Option<(usize, usize)>, out: &mut Vec<Diagnostic>| {
+                if let Some((start, end)) = run.take() {
+                    out.push(Diagnostic {
+                        range: range(analysis, unit.start + start, unit.start + end, e),
+                        severity: Some(DiagnosticSeverity::HINT),
+                        source: Some(SOURCE.into()),
+                        message: "little relevance".into(),
+                        tags: Some(vec![DiagnosticTag::UNNECESSARY]),
+                        ..Default::default()
+                    });
+                }
+            };
+            for word in &result.words {
+                if shown.contains(&word.rank) {
+                    flush(&mut run, &mut out);
+                } else {
+                    run = Some(match run {
+                        Some((start, _)) => (start, word.end),
+                        None => (word.start, word.end),
+                    });
+                }
+            }
+            flush(&mut run, &mut out);
+        }
+    }
+    out
+}
+
+fn rgba(bucket: Bucket) -> Option<Color> {
+    let c = Palette::BlueOrange.bucket_color(bucket)?;
+    Some(Color {
+        red: c.0 as f32 / 255.0,
+        green: c.1 as f32 / 255.0,
+        blue: c.2 as f32 / 255.0,
+        alpha: 1.0,
+    })
+}
+
+/// The top-k words of each unit with their palette colour.
+pub fn colors(analysis: &Analysis, settings: &Settings, e: Encoding) -> Vec<ColorInformation> {
+    let mut out = Vec::new();
+    for unit in &analysis.units {
+        for word in unit.result.top(settings.top_k) {
+            if let Some(color) = rgba(word.bucket) {
+                out.push(ColorInformation {
+                    range: word_range(analysis, unit, word, e),
+                    color,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `▇▇▇▇▁▁▁▁▁▁` for a probability.
+fn bar(p: f64) -> String {
+    let filled = (p.clamp(0.0, 1.0) * 10.0).round() as usize;
+    format!("{}{}", "▇".repeat(filled), "▁".repeat(10 - filled))
+}
+
+fn probabilities_table(result: &UnitResult) -> String {
+    let mut table = String::from("| class | probability | |\n|---|---:|---|\n");
+    for (class, p) in result.probs.iter().enumerate() {
+        let marker = if class == result.predicted {
+            " (predicted)"
+        } else {
+            ""
+        };
+        table.push_str(&format!(
+            "| {}{marker} | {:.3} | `{}` |\n",
+            result.label(class),
+            p,
+            bar(*p)
+        ));
+    }
+    table
+}
+
+pub fn hover(analysis: &Analysis, offset: usize, e: Encoding) -> Option<Hover> {
+    let (unit, word) = analysis.word_at(offset)?;
+    let result = &unit.result;
+    let pieces: Vec<String> = word
+        .pieces
+        .iter()
+        .map(|(piece, score)| format!("`{piece}` {score:+.4}"))
+        .collect();
+    let mut text = format!(
+        "**{}** · score **{}** (raw {:+.4}) · rank {} of {} toward **{}**\n\n",
+        word.text,
+        signed(word.score),
+        word.raw,
+        word.rank,
+        result.words.len(),
+        result.label(result.target),
+    );
+    text.push_str(&format!(
+        "Paragraph prediction: **{}** ({})",
+        result.label(result.predicted),
+        percent(result.probs.get(result.predicted).copied().unwrap_or(0.0))
+    ));
+    if result.windows > 1 {
+        text.push_str(&format!(", read in {} windows", result.windows));
+    }
+    text.push_str("\n\n");
+    text.push_str(&probabilities_table(result));
+    text.push_str(&format!(
+        "\nPieces: {}\n\nMethod: `{}`",
+        pieces.join(", "),
+        result.method.name()
+    ));
+    Some(Hover {
+        contents: HoverContents::Markup(MarkupContent {
+            kind: MarkupKind::Markdown,
+            value: text,
+        }),
+        range: Some(word_range(analysis, unit, word, e)),
+    })
+}
+
+/// Per unit: the probabilities (clicking cycles the explained class), one lens per other class
+/// to explain it, and the method (clicking cycles it).
+pub fn code_lenses(analysis: &Analysis, settings: &Settings, e: Encoding) -> Vec<CodeLens> {
+    let mut out = Vec::new();
+    for unit in &analysis.units {
+        let result = &unit.result;
+        let at = position(analysis, unit.start, e);
+        let range = Range::new(at, at);
+        let lens = |title: String, command: &str, arguments: Vec<Value>| CodeLens {
+            range,
+            command: Some(Command {
+                title,
+                command: command.to_owned(),
+                arguments: Some(arguments),
+            }),
+            data: None,
+        };
+        let mut classes: Vec<usize> = (0..result.probs.len()).collect();
+        classes.sort_by(|&a, &b| {
+            result.probs[b]
+                .partial_cmp(&result.probs[a])
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let summary: Vec<String> = classes
+            .iter()
+            .map(|&c| format!("{} {}", result.label(c), percent(result.probs[c])))
+            .collect();
+        out.push(lens(
+            format!(
+                "{} · explaining {}",
+                summary.join(" · "),
+                result.label(result.target)
+            ),
+            COMMAND_SET_TARGET,
+            vec![],
+        ));
+        for &class in &classes {
+            if class != result.target {
+                out.push(lens(
+                    format!("explain {}", result.label(class)),
+                    COMMAND_SET_TARGET,
+                    vec![json!(result.label(class))],
+                ));
+            }
+        }
+        if settings.target != "auto" && !settings.target.is_empty() {
+            out.push(lens(
+                "explain the prediction".into(),
+                COMMAND_SET_TARGET,
+                vec![json!("auto")],
+            ));
+        }
+        out.push(lens(
+            format!("method: {}", result.method.name()),
+            COMMAND_SET_METHOD,
+            vec![],
+        ));
+    }
+    out
+}
+
+pub fn inlay_hints(
+    analysis: &Analysis,
+    settings: &Settings,
+    e: Encoding,
+    visible: Range,
+) -> Vec<InlayHint> {
+    let mut out = Vec::new();
+    for unit in &analysis.units {
+        let mut words = unit.result.top(settings.top_k);
+        words.sort_by_key(|w| w.start);
+        for word in words {
+            let at = position(analysis, unit.start + word.end, e);
+            if at < visible.start || at > visible.end {
+                continue;
+            }
+            out.push(InlayHint {
+                position: at,
+                label: InlayHintLabel::String(signed(word.score)),
+                kind: None,
+                text_edits: None,
+                tooltip: None,
+                padding_left: Some(true),
+                padding_right: None,
+                data: None,
+            });
+        }
+    }
+    out
+}
+
+/// Modifiers of the `relevance` token type: the sign, then sign and strength together (bit i
+/// of a token's modifier set is entry i).
+pub const SEMANTIC_MODIFIERS: [&str; 12] = [
+    "positive", "negative", "pos1", "pos2", "pos3", "pos4", "pos5", "neg1", "neg2", "neg3", "neg4",
+    "neg5",
+];
+
+/// Token type `relevance` with [`SEMANTIC_MODIFIERS`].
+pub fn semantic_legend() -> SemanticTokensLegend {
+    SemanticTokensLegend {
+        token_types: vec![SemanticTokenType::new("relevance")],
+        token_modifiers: SEMANTIC_MODIFIERS
+            .iter()
+            .map(|&m| SemanticTokenModifier::new(m))
+            .collect(),
+    }
+}
+
+fn modifier_bits(bucket: Bucket) -> u32 {
+    let strength = bucket.strength() as u32;
+    if bucket.is_negative() {
+        (1 << 1) | (1 << (6 + strength))
+    } else {
+        1 | (1 << (1 + strength))
+    }
+}
+
+/// Every marked word (non-zero bucket), delta-encoded; words never span lines.
+pub fn semantic_tokens(analysis: &Analysis, e: Encoding) -> Vec<SemanticToken> {
+    let mut spans = Vec::new();
+    for unit in &analysis.units {
+        for word in &unit.result.words {
+            if word.bucket.strength() > 0 {
+                let r = word_range(analysis, unit, word, e);
+                if r.start.line == r.end.line && r.end.character > r.start.character {
+                    spans.push((r, word.bucket));
+                }
+            }
+        }
+    }
+    spans.sort_by_key(|(r, _)| (r.start.line, r.start.character));
+    let mut out = Vec::with_capacity(spans.len());
+    let (mut line, mut character) = (0, 0);
+    for (r, bucket) in spans {
+        let delta_line = r.start.line - line;
+        let delta_start = if delta_line == 0 {
+            r.start.character - character
+        } else {
+            r.start.character
+        };
+        out.push(SemanticToken {
+            delta_line,
+            delta_start,
+            length: r.end.character - r.start.character,
+            token_type: 0,
+            token_modifiers_bitset: modifier_bits(bucket),
+        });
+        (line, character) = (r.start.line, r.start.character);
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct ScoredWord {
+    range: Range,
+    score: f64,
+    bucket: i8,
+    color: String,
+}
+
+#[derive(Serialize)]
+struct ClassProbability<'a> {
+    label: &'a str,
+    probability: f64,
+}
+
+#[derive(Serialize)]
+struct ScoredUnit<'a> {
+    range: Range,
+    /// The predicted class.
+    label: &'a str,
+    /// The class the scores explain.
+    target: &'a str,
+    probs: Vec<ClassProbability<'a>>,
+    words: Vec<ScoredWord>,
+}
+
+/// Params of `tokenlens/publishScores`: every marked word of every unit.
+pub fn scores_notification(uri: &str, analysis: &Analysis, e: Encoding) -> Value {
+    let units: Vec<ScoredUnit> = analysis
+        .units
+        .iter()
+        .map(|unit| {
+            let result = &unit.result;
+            ScoredUnit {
+                range: range(analysis, unit.start, unit.end, e),
+                label: result.label(result.predicted),
+                target: result.label(result.target),
+                probs: result
+                    .probs
+                    .iter()
+                    .enumerate()
+                    .map(|(c, &probability)| ClassProbability {
+                        label: result.label(c),
+                        probability,
+                    })
+                    .collect(),
+                words: result
+                    .words
+                    .iter()
+                    .filter_map(|w| {
+                        let color = Palette::BlueOrange.bucket_color(w.bucket)?;
+                        Some(ScoredWord {
+                            range: word_range(analysis, unit, w, e),
+                            score: w.score,
+                            bucket: w.bucket.0,
+                            color: color.hex(),
+                        })
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    json!({
+        "uri": uri,
+        "version": analysis.version,
+        "method": analysis.units.first().map(|u| u.result.method.name()),
+        "encoding": e.name(),
+        "units": units,
+    })
+}

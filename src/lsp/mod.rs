@@ -1,0 +1,44 @@
+//! `tokenlens lsp`: a language server (stdio) that shows which words drive a text classifier's
+//! decision while one writes. See `docs/lsp.md`. This module is the only user of
+//! `tower_lsp_server` / `ls_types`, so a future protocol-types migration stays local.
+
+pub mod analysis;
+pub mod features;
+pub mod position;
+pub mod server;
+pub mod settings;
+pub mod units;
+
+use tower_lsp_server::{LspService, Server};
+
+use crate::cli::ModelArgs;
+use crate::error::{Error, Result};
+
+/// Requests handled at once. Colour, lens, hint and token requests wait for the model run of
+/// the current text, so the default of 4 could leave no room for the edits that supersede them.
+const CONCURRENT_REQUESTS: usize = 64;
+
+/// Serves the protocol on stdin/stdout until `exit`. Returns the process exit code: 0 after a
+/// `shutdown` request, 1 when `exit` came without one (as the protocol asks).
+pub fn serve_stdio(model: ModelArgs) -> Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("could not start the async runtime: {e}")))?;
+    let clean = runtime.block_on(async move {
+        let (service, socket) = LspService::build(|client| server::Backend::new(client, model))
+            .custom_method("tokenlens/stats", server::Backend::stats)
+            .custom_method("tokenlens/document", server::Backend::document)
+            .finish();
+        let backend = service.inner().clone();
+        Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+            .concurrency_level(CONCURRENT_REQUESTS)
+            .serve(service)
+            .await;
+        backend.shutdown_was_requested()
+    });
+    // Model runs in flight and the blocking stdin reader must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    Ok(if clean { 0 } else { 1 })
+}

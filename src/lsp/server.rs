@@ -1,0 +1,1026 @@
+//! The language server: document state, scheduling of model runs, and the protocol handlers.
+//!
+//! Ordering: tower-lsp-server polls handlers concurrently but starts them in arrival order, so
+//! every handler that changes a document does so synchronously (a `std` mutex, no `.await`
+//! before the change). Heavy work never runs in a handler: each change bumps the document's
+//! revision and schedules a debounced job; the job checks the revision after the debounce and
+//! between units (cancellation) and stores its result only if the revision is still current
+//! (stale results are dropped).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
+use tower_lsp_server::jsonrpc::{Error as RpcError, Result as RpcResult};
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer};
+
+use crate::cli::ModelArgs;
+use crate::explainer::{Explainer, Target};
+use crate::methods::Method;
+
+use super::analysis::{Analysis, PlacedUnit, UnitResult};
+use super::features::{self, COMMAND_SET_METHOD, COMMAND_SET_TARGET, SCORES_CAPABILITY};
+use super::position::{Encoding, LineIndex, LinePosition};
+use super::settings::Settings;
+use super::units::{self, Flavor};
+
+/// Documents with at least this many units to explain report `$/progress`.
+const PROGRESS_MIN_UNITS: usize = 8;
+/// How long a request for colours, lenses, hints or tokens waits for the current revision.
+const FRESH_RESULT_WAIT: Duration = Duration::from_secs(60);
+/// Cached unit explanations before the cache is emptied.
+const UNIT_CACHE_CAPACITY: usize = 50_000;
+
+/// What the client said it can do, read once at `initialize`.
+#[derive(Debug, Default, Clone)]
+struct ClientFlags {
+    work_done_progress: bool,
+    configuration: bool,
+    semantic_tokens_refresh: bool,
+    inlay_hint_refresh: bool,
+    code_lens_refresh: bool,
+    scores_notification: bool,
+}
+
+enum ModelState {
+    NotLoaded,
+    Loading,
+    Ready(Arc<Explainer>),
+    Failed(String),
+}
+
+struct Document {
+    uri: Uri,
+    language_id: String,
+    version: i32,
+    text: Arc<str>,
+    index: Arc<LineIndex>,
+    revision: u64,
+    analysis: Option<Arc<Analysis>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct UnitKey {
+    text: String,
+    target: Target,
+    method: Method,
+}
+
+struct State {
+    encoding: Encoding,
+    client: ClientFlags,
+    settings: Settings,
+    /// The model the current explainer was loaded from (`None`: the default).
+    model_spec: Option<Option<String>>,
+    model: ModelState,
+    documents: HashMap<String, Document>,
+    unit_cache: HashMap<UnitKey, Arc<UnitResult>>,
+    next_revision: u64,
+    shutdown_requested: bool,
+}
+
+/// Counters that tests and the benchmark read through `tokenlens/stats`.
+#[derive(Default)]
+struct Counters {
+    units_explained: AtomicU64,
+    units_from_cache: AtomicU64,
+    analyses_published: AtomicU64,
+    analyses_dropped: AtomicU64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Bumped whenever an analysis is stored or a revision changes; waiters re-check.
+    changes: watch::Sender<u64>,
+    /// One model run at a time: the machine's cores go to that run.
+    model_runs: Semaphore,
+    counters: Counters,
+    cli_model: ModelArgs,
+    progress_tokens: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Backend {
+    client: Client,
+    shared: Arc<Shared>,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn model_spec(settings: &Settings, cli: &ModelArgs) -> Option<String> {
+    settings
+        .model
+        .clone()
+        .filter(|m| !m.trim().is_empty())
+        .or_else(|| cli.model.clone().filter(|m| !m.trim().is_empty()))
+}
+
+fn experimental_flag(capabilities: &ClientCapabilities, name: &str) -> bool {
+    capabilities
+        .experimental
+        .as_ref()
+        .and_then(|e| e.get(name))
+        .is_some_and(|v| v.as_bool().unwrap_or(!v.is_null()))
+}
+
+impl Backend {
+    pub fn new(client: Client, cli_model: ModelArgs) -> Backend {
+        let state = State {
+            encoding: Encoding::Utf16,
+            client: ClientFlags::default(),
+            settings: Settings::default(),
+            model_spec: None,
+            model: ModelState::NotLoaded,
+            documents: HashMap::new(),
+            unit_cache: HashMap::new(),
+            next_revision: 1,
+            shutdown_requested: false,
+        };
+        Backend {
+            client,
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                changes: watch::channel(0).0,
+                model_runs: Semaphore::new(1),
+                counters: Counters::default(),
+                cli_model,
+                progress_tokens: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.shared)
+    }
+
+    fn notify_waiters(&self) {
+        self.shared.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn shutdown_was_requested(&self) -> bool {
+        self.state().shutdown_requested
+    }
+
+    /// Applies settings from a JSON value and reacts: reloads the model when it changed,
+    /// re-explains every document when anything else that shows did.
+    async fn apply_settings(&self, value: &Value) {
+        let (problems, reload, reexplain) = {
+            let mut state = self.state();
+            let (settings, problems) = state.settings.merged(value);
+            let spec = model_spec(&settings, &self.shared.cli_model);
+            let reload = state.model_spec.as_ref() != Some(&spec);
+            let reexplain = settings != state.settings;
+            state.settings = settings;
+            (problems, reload, reexplain)
+        };
+        for problem in problems {
+            self.client
+                .show_message(MessageType::WARNING, format!("tokenlens: {problem}"))
+                .await;
+        }
+        if reload {
+            self.load_model().await;
+        } else if reexplain {
+            self.reexplain_all();
+        }
+    }
+
+    async fn pull_configuration(&self) {
+        if !self.state().client.configuration {
+            return;
+        }
+        let item = ConfigurationItem {
+            scope_uri: None,
+            section: Some("tokenlens".into()),
+        };
+        match self.client.configuration(vec![item]).await {
+            Ok(values) => {
+                if let Some(value) = values.into_iter().next() {
+                    self.apply_settings(&value).await;
+                }
+            }
+            Err(error) => {
+                self.client
+                    .log_message(
+                        MessageType::WARNING,
+                        format!("tokenlens: workspace/configuration failed: {error}"),
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// Starts a `$/progress` report when the client supports it.
+    async fn begin_progress(
+        &self,
+        title: &str,
+        message: String,
+    ) -> Option<
+        tower_lsp_server::OngoingProgress<
+            tower_lsp_server::Bounded,
+            tower_lsp_server::NotCancellable,
+        >,
+    > {
+        if !self.state().client.work_done_progress {
+            return None;
+        }
+        let n = self.shared.progress_tokens.fetch_add(1, Ordering::Relaxed);
+        let token = NumberOrString::String(format!("tokenlens/{n}"));
+        self.client
+            .create_work_done_progress(token.clone())
+            .await
+            .ok()?;
+        Some(
+            self.client
+                .progress(token, title)
+                .with_message(message)
+                .with_percentage(0)
+                .begin()
+                .await,
+        )
+    }
+
+    /// Loads the configured model off the async threads, with progress; a failure is shown to
+    /// the user and leaves the server running (requests then return nothing).
+    async fn load_model(&self) {
+        let spec = {
+            let mut state = self.state();
+            let spec = model_spec(&state.settings, &self.shared.cli_model);
+            state.model_spec = Some(spec.clone());
+            state.model = ModelState::Loading;
+            spec
+        };
+        let shown = spec.clone().unwrap_or_else(|| "the default model".into());
+        let progress = self
+            .begin_progress("tokenlens", format!("loading {shown}"))
+            .await;
+        let mut args = self.shared.cli_model.clone();
+        args.model = spec.clone();
+        let loaded = tokio::task::spawn_blocking(move || args.load(16)).await;
+        let outcome = match loaded {
+            Ok(Ok(explainer)) => Ok(Arc::new(explainer)),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(join) => Err(format!("model loading crashed: {join}")),
+        };
+        if let Some(progress) = progress {
+            let message = match &outcome {
+                Ok(_) => format!("loaded {shown}"),
+                Err(_) => format!("could not load {shown}"),
+            };
+            progress.finish_with_message(message).await;
+        }
+        {
+            let mut state = self.state();
+            if state.model_spec.as_ref() != Some(&spec) {
+                return; // A newer configuration asked for another model meanwhile.
+            }
+            state.unit_cache.clear();
+            state.model = match &outcome {
+                Ok(explainer) => ModelState::Ready(explainer.clone()),
+                Err(error) => ModelState::Failed(error.clone()),
+            };
+        }
+        match outcome {
+            Ok(explainer) => {
+                self.client
+                    .log_message(
+                        MessageType::INFO,
+                        format!(
+                            "tokenlens: loaded {} (classes: {})",
+                            explainer.model_name,
+                            explainer.labels().join(", ")
+                        ),
+                    )
+                    .await;
+                self.reexplain_all();
+            }
+            Err(error) => {
+                self.client
+                    .show_message(
+                        MessageType::ERROR,
+                        format!("tokenlens: could not load the model: {error}"),
+                    )
+                    .await;
+                self.notify_waiters();
+            }
+        }
+    }
+
+    /// Gives every open document a new revision and explains it again without debounce.
+    fn reexplain_all(&self) {
+        let jobs: Vec<(String, u64)> = {
+            let mut state = self.state();
+            let mut jobs = Vec::new();
+            let mut next = state.next_revision;
+            for (key, document) in state.documents.iter_mut() {
+                document.revision = next;
+                next += 1;
+                jobs.push((key.clone(), document.revision));
+            }
+            state.next_revision = next;
+            jobs
+        };
+        self.notify_waiters();
+        for (key, revision) in jobs {
+            self.schedule(key, revision, Duration::ZERO);
+        }
+    }
+
+    fn is_current(&self, key: &str, revision: u64) -> bool {
+        self.state()
+            .documents
+            .get(key)
+            .is_some_and(|d| d.revision == revision)
+    }
+
+    /// Explains the document after `debounce` unless a newer revision replaces it first.
+    fn schedule(&self, key: String, revision: u64, debounce: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if !debounce.is_zero() {
+                tokio::time::sleep(debounce).await;
+            }
+            if !this.is_current(&key, revision) {
+                return;
+            }
+            let Ok(_permit) = this.shared.model_runs.acquire().await else {
+                return;
+            };
+            if this.is_current(&key, revision) {
+                this.analyse(&key, revision).await;
+            }
+        });
+    }
+
+    async fn analyse(&self, key: &str, revision: u64) {
+        let (uri, version, text, index, flavor, settings, explainer) = {
+            let state = self.state();
+            let Some(document) = state.documents.get(key) else {
+                return;
+            };
+            if !state.settings.explains_language(&document.language_id) {
+                return;
+            }
+            let ModelState::Ready(explainer) = &state.model else {
+                return;
+            };
+            (
+                document.uri.clone(),
+                document.version,
+                document.text.clone(),
+                document.index.clone(),
+                Flavor::of_language(&document.language_id),
+                state.settings.clone(),
+                explainer.clone(),
+            )
+        };
+        let method = settings.method();
+        let target = match settings.target.trim() {
+            "" | "auto" | "predicted" => Target::Predicted,
+            given => match explainer.parse_target(given) {
+                Ok(class) => Target::Class(class),
+                Err(_) => Target::Predicted,
+            },
+        };
+        let masked = units::mask(&text, flavor);
+        let segments = units::units(&masked);
+        let keys: Vec<UnitKey> = segments
+            .iter()
+            .map(|s| UnitKey {
+                text: s.text(&masked).to_owned(),
+                target,
+                method,
+            })
+            .collect();
+        let mut results: Vec<Option<Arc<UnitResult>>> = {
+            let state = self.state();
+            keys.iter()
+                .map(|k| state.unit_cache.get(k).cloned())
+                .collect()
+        };
+        let missing: Vec<usize> = (0..results.len())
+            .filter(|&i| results[i].is_none())
+            .collect();
+        self.shared
+            .counters
+            .units_from_cache
+            .fetch_add((results.len() - missing.len()) as u64, Ordering::Relaxed);
+        let progress = if missing.len() >= PROGRESS_MIN_UNITS {
+            self.begin_progress(
+                "tokenlens",
+                format!("explaining {} paragraphs", missing.len()),
+            )
+            .await
+        } else {
+            None
+        };
+        let labels = explainer.labels().to_vec();
+        for (done, &i) in missing.iter().enumerate() {
+            // Cancellation: an edit (or a settings change) made this work stale.
+            if !self.is_current(key, revision) {
+                self.shared
+                    .counters
+                    .analyses_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(progress) = progress {
+                    progress.finish_with_message("superseded by an edit").await;
+                }
+                return;
+            }
+            let unit_text = keys[i].text.clone();
+            let model = explainer.clone();
+            let unit_labels = labels.clone();
+            let explained = tokio::task::spawn_blocking(move || {
+                model
+                    .explain(&unit_text, &[method], target)
+                    .map(|e| UnitResult::new(&e, method, &unit_labels))
+            })
+            .await;
+            match explained {
+                Ok(Ok(result)) => {
+                    let result = Arc::new(result);
+                    self.shared
+                        .counters
+                        .units_explained
+                        .fetch_add(1, Ordering::Relaxed);
+                    let mut state = self.state();
+                    if state.unit_cache.len() >= UNIT_CACHE_CAPACITY {
+                        state.unit_cache.clear();
+                    }
+                    state.unit_cache.insert(keys[i].clone(), result.clone());
+                    results[i] = Some(result);
+                }
+                Ok(Err(error)) => {
+                    self.client
+                        .log_message(
+                            MessageType::WARNING,
+                            format!("tokenlens: a paragraph could not be explained: {error}"),
+                        )
+                        .await;
+                }
+                Err(join) => {
+                    self.client
+                        .log_message(
+                            MessageType::ERROR,
+                            format!("tokenlens: explaining a paragraph crashed: {join}"),
+                        )
+                        .await;
+                }
+            }
+            if let Some(progress) = &progress {
+                let percentage = ((done + 1) * 100 / missing.len()) as u32;
+                progress
+                    .report_with_message(
+                        format!("{}/{} paragraphs", done + 1, missing.len()),
+                        percentage,
+                    )
+                    .await;
+            }
+        }
+        if let Some(progress) = progress {
+            progress.finish().await;
+        }
+        let analysis = Arc::new(Analysis {
+            version,
+            revision,
+            text,
+            index,
+            units: segments
+                .iter()
+                .zip(results)
+                .filter_map(|(s, r)| {
+                    Some(PlacedUnit {
+                        start: s.start,
+                        end: s.end,
+                        result: r?,
+                    })
+                })
+                .collect(),
+        });
+        let (encoding, flags) = {
+            let mut state = self.state();
+            let Some(document) = state.documents.get_mut(key) else {
+                return;
+            };
+            if document.revision != revision {
+                drop(state);
+                self.shared
+                    .counters
+                    .analyses_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            document.analysis = Some(analysis.clone());
+            (state.encoding, state.client.clone())
+        };
+        self.notify_waiters();
+        self.publish(&uri, key, &analysis, &settings, encoding, &flags)
+            .await;
+    }
+
+    async fn publish(
+        &self,
+        uri: &Uri,
+        key: &str,
+        analysis: &Analysis,
+        settings: &Settings,
+        encoding: Encoding,
+        flags: &ClientFlags,
+    ) {
+        let diagnostics = features::diagnostics(analysis, settings, encoding);
+        self.client
+            .publish_diagnostics(uri.clone(), diagnostics, Some(analysis.version))
+            .await;
+        if flags.scores_notification {
+            let params = features::scores_notification(key, analysis, encoding);
+            self.client
+                .send_notification::<ScoresNotification>(params)
+                .await;
+        }
+        self.shared
+            .counters
+            .analyses_published
+            .fetch_add(1, Ordering::Relaxed);
+        // Lenses, hints and tokens are pulled by the client; tell it they changed.
+        if settings.features.code_lens && flags.code_lens_refresh {
+            let _ = self.client.code_lens_refresh().await;
+        }
+        if settings.features.inlay_hints && flags.inlay_hint_refresh {
+            let _ = self.client.inlay_hint_refresh().await;
+        }
+        if settings.features.semantic_tokens && flags.semantic_tokens_refresh {
+            let _ = self.client.semantic_tokens_refresh().await;
+        }
+    }
+
+    /// The analysis of the document's current text, waiting for it when a run is due. When
+    /// the text changes meanwhile, it waits for the newer text (whose positions the client
+    /// has by then). `None` when nothing will come: unknown document, language not explained,
+    /// no model.
+    async fn fresh_analysis(&self, uri: &Uri) -> Option<Arc<Analysis>> {
+        let key = uri.as_str();
+        let mut changes = self.shared.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + FRESH_RESULT_WAIT;
+        loop {
+            {
+                let state = self.state();
+                let document = state.documents.get(key)?;
+                if !state.settings.explains_language(&document.language_id) {
+                    return None;
+                }
+                if let Some(analysis) = &document.analysis
+                    && analysis.revision == document.revision
+                {
+                    return Some(analysis.clone());
+                }
+                if matches!(state.model, ModelState::Failed(_)) {
+                    return None;
+                }
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    fn encoding(&self) -> Encoding {
+        self.state().encoding
+    }
+
+    fn settings(&self) -> Settings {
+        self.state().settings.clone()
+    }
+
+    /// `tokenlens/stats`: counters for tests and the latency benchmark.
+    pub async fn stats(&self) -> RpcResult<Value> {
+        let state = self.state();
+        let counters = &self.shared.counters;
+        let model = match &state.model {
+            ModelState::NotLoaded => json!("not loaded"),
+            ModelState::Loading => json!("loading"),
+            ModelState::Ready(e) => json!({"ready": e.model_name}),
+            ModelState::Failed(error) => json!({"failed": error}),
+        };
+        Ok(json!({
+            "unitsExplained": counters.units_explained.load(Ordering::Relaxed),
+            "unitsFromCache": counters.units_from_cache.load(Ordering::Relaxed),
+            "analysesPublished": counters.analyses_published.load(Ordering::Relaxed),
+            "analysesDropped": counters.analyses_dropped.load(Ordering::Relaxed),
+            "positionEncoding": state.encoding.name(),
+            "model": model,
+            "settings": {
+                "method": state.settings.method,
+                "target": state.settings.target,
+                "debounceMs": state.settings.debounce_ms,
+                "topK": state.settings.top_k,
+            },
+        }))
+    }
+
+    /// `tokenlens/document`: the server's copy of a document (to check edit ordering).
+    pub async fn document(&self, params: DocumentQuery) -> RpcResult<Value> {
+        let state = self.state();
+        let document = state
+            .documents
+            .get(params.uri.as_str())
+            .ok_or_else(|| RpcError::invalid_params("document is not open"))?;
+        Ok(json!({
+            "version": document.version,
+            "text": &*document.text,
+            "analysedVersion": document.analysis.as_ref().map(|a| a.version),
+        }))
+    }
+
+    async fn set_target(&self, argument: Option<&Value>) -> RpcResult<Option<Value>> {
+        let chosen = {
+            let state = self.state();
+            let labels: Vec<String> = match &state.model {
+                ModelState::Ready(e) => e.labels().to_vec(),
+                _ => Vec::new(),
+            };
+            match argument.and_then(Value::as_str).map(str::trim) {
+                Some("auto") | Some("predicted") | Some("") => "auto".to_owned(),
+                Some(given) => {
+                    let known = labels.iter().position(|l| l.eq_ignore_ascii_case(given));
+                    let index = given.parse::<usize>().ok().filter(|&i| i < labels.len());
+                    match known.or(index) {
+                        Some(i) => labels[i].clone(),
+                        None => {
+                            return Err(RpcError::invalid_params(format!(
+                                "unknown class {given:?}; the model's classes are {}",
+                                labels.join(", ")
+                            )));
+                        }
+                    }
+                }
+                // No argument: the next class after the current one, then back to auto.
+                None => {
+                    let current = labels
+                        .iter()
+                        .position(|l| l.eq_ignore_ascii_case(&state.settings.target));
+                    match current {
+                        None if !labels.is_empty() => labels[0].clone(),
+                        Some(i) if i + 1 < labels.len() => labels[i + 1].clone(),
+                        _ => "auto".to_owned(),
+                    }
+                }
+            }
+        };
+        self.apply_settings(&json!({ "target": chosen })).await;
+        Ok(Some(json!(chosen)))
+    }
+
+    async fn set_method(&self, argument: Option<&Value>) -> RpcResult<Option<Value>> {
+        let chosen = match argument.and_then(Value::as_str) {
+            Some(given) => given
+                .parse::<Method>()
+                .map_err(|e| RpcError::invalid_params(e.to_string()))?,
+            None => {
+                let current = self.settings().method();
+                let i = Method::ALL.iter().position(|&m| m == current).unwrap_or(0);
+                Method::ALL[(i + 1) % Method::ALL.len()]
+            }
+        };
+        self.apply_settings(&json!({ "method": chosen.name() }))
+            .await;
+        Ok(Some(json!(chosen.name())))
+    }
+}
+
+/// Params of `tokenlens/document`.
+#[derive(Debug, serde::Deserialize)]
+pub struct DocumentQuery {
+    pub uri: Uri,
+}
+
+enum ScoresNotification {}
+
+impl notification::Notification for ScoresNotification {
+    type Params = Value;
+    const METHOD: &'static str = features::SCORES_NOTIFICATION;
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> RpcResult<InitializeResult> {
+        let capabilities = &params.capabilities;
+        let offered: Vec<String> = capabilities
+            .general
+            .as_ref()
+            .and_then(|g| g.position_encodings.as_ref())
+            .map(|list| list.iter().map(|e| e.as_str().to_owned()).collect())
+            .unwrap_or_default();
+        let encoding = Encoding::negotiate(offered.iter().map(String::as_str));
+        let workspace = capabilities.workspace.as_ref();
+        let flags = ClientFlags {
+            work_done_progress: capabilities
+                .window
+                .as_ref()
+                .and_then(|w| w.work_done_progress)
+                .unwrap_or(false),
+            configuration: workspace.and_then(|w| w.configuration).unwrap_or(false),
+            semantic_tokens_refresh: workspace
+                .and_then(|w| w.semantic_tokens.as_ref())
+                .and_then(|s| s.refresh_support)
+                .unwrap_or(false),
+            inlay_hint_refresh: workspace
+                .and_then(|w| w.inlay_hint.as_ref())
+                .and_then(|s| s.refresh_support)
+                .unwrap_or(false),
+            code_lens_refresh: workspace
+                .and_then(|w| w.code_lens.as_ref())
+                .and_then(|s| s.refresh_support)
+                .unwrap_or(false),
+            scores_notification: experimental_flag(capabilities, SCORES_CAPABILITY),
+        };
+        let problems = {
+            let mut state = self.state();
+            state.encoding = encoding;
+            state.client = flags;
+            match &params.initialization_options {
+                Some(options) => {
+                    let (settings, problems) = state.settings.merged(options);
+                    state.settings = settings;
+                    problems
+                }
+                None => Vec::new(),
+            }
+        };
+        for problem in problems {
+            self.client
+                .show_message(MessageType::WARNING, format!("tokenlens: {problem}"))
+                .await;
+        }
+        let position_encoding = match encoding {
+            Encoding::Utf8 => PositionEncodingKind::UTF8,
+            _ => PositionEncodingKind::UTF16,
+        };
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                position_encoding: Some(position_encoding),
+                text_document_sync: Some(TextDocumentSyncCapability::Kind(
+                    TextDocumentSyncKind::INCREMENTAL,
+                )),
+                hover_provider: Some(HoverProviderCapability::Simple(true)),
+                color_provider: Some(ColorProviderCapability::Simple(true)),
+                code_lens_provider: Some(CodeLensOptions {
+                    resolve_provider: Some(false),
+                }),
+                execute_command_provider: Some(ExecuteCommandOptions {
+                    commands: vec![COMMAND_SET_TARGET.into(), COMMAND_SET_METHOD.into()],
+                    work_done_progress_options: Default::default(),
+                }),
+                inlay_hint_provider: Some(OneOf::Left(true)),
+                semantic_tokens_provider: Some(
+                    SemanticTokensServerCapabilities::SemanticTokensOptions(
+                        SemanticTokensOptions {
+                            legend: features::semantic_legend(),
+                            full: Some(SemanticTokensFullOptions::Bool(true)),
+                            range: Some(false),
+                            work_done_progress_options: Default::default(),
+                        },
+                    ),
+                ),
+                experimental: Some(json!({ SCORES_CAPABILITY: { "version": 1 } })),
+                ..Default::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "tokenlens".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            offset_encoding: None,
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        self.pull_configuration().await;
+        // The configuration pull may already have loaded the model it names.
+        let needs_load = matches!(self.state().model, ModelState::NotLoaded);
+        if needs_load {
+            self.load_model().await;
+        }
+    }
+
+    async fn shutdown(&self) -> RpcResult<()> {
+        self.state().shutdown_requested = true;
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let item = params.text_document;
+        let key = item.uri.as_str().to_owned();
+        let (revision, debounce) = {
+            let mut state = self.state();
+            let revision = state.next_revision;
+            state.next_revision += 1;
+            let text: Arc<str> = item.text.into();
+            state.documents.insert(
+                key.clone(),
+                Document {
+                    uri: item.uri,
+                    language_id: item.language_id,
+                    version: item.version,
+                    index: Arc::new(LineIndex::new(&text)),
+                    text,
+                    revision,
+                    analysis: None,
+                },
+            );
+            (revision, Duration::ZERO)
+        };
+        self.notify_waiters();
+        // A freshly opened document is explained at once; only typing is debounced.
+        self.schedule(key, revision, debounce);
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let key = params.text_document.uri.as_str().to_owned();
+        let version = params.text_document.version;
+        // Applied synchronously, before any `.await`, so edits keep their arrival order.
+        let scheduled = {
+            let mut state = self.state();
+            let encoding = state.encoding;
+            let revision = state.next_revision;
+            let debounce = Duration::from_millis(state.settings.debounce_ms);
+            let Some(document) = state.documents.get_mut(&key) else {
+                return;
+            };
+            if version <= document.version {
+                None // A replayed or out-of-date change; the text already went past it.
+            } else {
+                let mut text = document.text.to_string();
+                let mut index = LineIndex::new(&text);
+                for change in params.content_changes {
+                    match change.range {
+                        Some(range) => {
+                            let at = |p: Position| LinePosition {
+                                line: p.line,
+                                character: p.character,
+                            };
+                            let start = index.offset(&text, at(range.start), encoding);
+                            let end = index.offset(&text, at(range.end), encoding).max(start);
+                            text.replace_range(start..end, &change.text);
+                        }
+                        None => text = change.text,
+                    }
+                    index = LineIndex::new(&text);
+                }
+                document.text = text.into();
+                document.index = Arc::new(index);
+                document.version = version;
+                document.revision = revision;
+                state.next_revision += 1;
+                Some((revision, debounce))
+            }
+        };
+        if let Some((revision, debounce)) = scheduled {
+            self.notify_waiters();
+            self.schedule(key, revision, debounce);
+        }
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let uri = params.text_document.uri;
+        self.state().documents.remove(uri.as_str());
+        self.notify_waiters();
+        self.client.publish_diagnostics(uri, Vec::new(), None).await;
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        // Many clients send `settings: null` and expect a pull; others push the values.
+        if !params.settings.is_null() {
+            self.apply_settings(&params.settings).await;
+        }
+        self.pull_configuration().await;
+    }
+
+    async fn hover(&self, params: HoverParams) -> RpcResult<Option<Hover>> {
+        let at = params.text_document_position_params;
+        if !self.settings().features.hover {
+            return Ok(None);
+        }
+        // Hover must be quick: it uses the last analysis if it matches the current text.
+        let (analysis, encoding) = {
+            let state = self.state();
+            let Some(document) = state.documents.get(at.text_document.uri.as_str()) else {
+                return Ok(None);
+            };
+            match &document.analysis {
+                Some(a) if a.version == document.version => (a.clone(), state.encoding),
+                _ => return Ok(None),
+            }
+        };
+        let offset = features::offset(&analysis, at.position, encoding);
+        Ok(features::hover(&analysis, offset, encoding))
+    }
+
+    async fn document_color(
+        &self,
+        params: DocumentColorParams,
+    ) -> RpcResult<Vec<ColorInformation>> {
+        let settings = self.settings();
+        if !settings.features.document_color {
+            return Ok(Vec::new());
+        }
+        let Some(analysis) = self.fresh_analysis(&params.text_document.uri).await else {
+            return Ok(Vec::new());
+        };
+        Ok(features::colors(
+            &analysis,
+            &self.settings(),
+            self.encoding(),
+        ))
+    }
+
+    async fn color_presentation(
+        &self,
+        params: ColorPresentationParams,
+    ) -> RpcResult<Vec<ColorPresentation>> {
+        // Picking a colour must never edit the prose: the presentation replaces the range with
+        // the text that is already there.
+        let state = self.state();
+        let Some(document) = state.documents.get(params.text_document.uri.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let at = |p: Position| LinePosition {
+            line: p.line,
+            character: p.character,
+        };
+        let start = document
+            .index
+            .offset(&document.text, at(params.range.start), state.encoding);
+        let end = document
+            .index
+            .offset(&document.text, at(params.range.end), state.encoding)
+            .max(start);
+        let existing = document.text[start..end].to_owned();
+        Ok(vec![ColorPresentation {
+            label: existing.clone(),
+            text_edit: Some(TextEdit {
+                range: params.range,
+                new_text: existing,
+            }),
+            additional_text_edits: None,
+        }])
+    }
+
+    async fn code_lens(&self, params: CodeLensParams) -> RpcResult<Option<Vec<CodeLens>>> {
+        if !self.settings().features.code_lens {
+            return Ok(None);
+        }
+        let Some(analysis) = self.fresh_analysis(&params.text_document.uri).await else {
+            return Ok(None);
+        };
+        Ok(Some(features::code_lenses(
+            &analysis,
+            &self.settings(),
+            self.encoding(),
+        )))
+    }
+
+    async fn inlay_hint(&self, params: InlayHintParams) -> RpcResult<Option<Vec<InlayHint>>> {
+        if !self.settings().features.inlay_hints {
+            return Ok(None);
+        }
+        let Some(analysis) = self.fresh_analysis(&params.text_document.uri).await else {
+            return Ok(None);
+        };
+        Ok(Some(features::inlay_hints(
+            &analysis,
+            &self.settings(),
+            self.encoding(),
+            params.range,
+        )))
+    }
+
+    async fn semantic_tokens_full(
+        &self,
+        params: SemanticTokensParams,
+    ) -> RpcResult<Option<SemanticTokensResult>> {
+        if !self.settings().features.semantic_tokens {
+            return Ok(None);
+        }
+        let Some(analysis) = self.fresh_analysis(&params.text_document.uri).await else {
+            return Ok(None);
+        };
+        Ok(Some(SemanticTokensResult::Tokens(SemanticTokens {
+            result_id: None,
+            data: features::semantic_tokens(&analysis, self.encoding()),
+        })))
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> RpcResult<Option<LSPAny>> {
+        let argument = params.arguments.first();
+        match params.command.as_str() {
+            COMMAND_SET_TARGET => self.set_target(argument).await,
+            COMMAND_SET_METHOD => self.set_method(argument).await,
+            other => Err(RpcError::invalid_params(format!("unknown command {other}"))),
+        }
+    }
+}

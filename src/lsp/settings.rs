@@ -1,0 +1,219 @@
+//! The server's configuration: `initializationOptions`, then the `tokenlens` section pulled with
+//! `workspace/configuration`, both in the same shape (camelCase keys, every key optional).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::methods::Method;
+
+/// How prominent the per-word diagnostics are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    Information,
+    #[default]
+    Hint,
+}
+
+/// Which features are on. The zero-config ones default to on, the opt-in ones to off.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Features {
+    pub document_color: bool,
+    pub hover: bool,
+    pub diagnostics: bool,
+    pub code_lens: bool,
+    pub inlay_hints: bool,
+    pub semantic_tokens: bool,
+    /// "Fade the rest": words outside the top-k get an `Unnecessary`-tagged hint.
+    pub fade: bool,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features {
+            document_color: true,
+            hover: true,
+            diagnostics: true,
+            code_lens: true,
+            inlay_hints: false,
+            semantic_tokens: false,
+            fade: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Settings {
+    /// Model directory or hub id; empty: `$TOKENLENS_MODEL` / `--model`, else the default model.
+    pub model: Option<String>,
+    /// Relevance method name (see `tokenlens score --help`).
+    pub method: String,
+    /// Class to explain, by label or index; `auto` (or empty) is the predicted class.
+    pub target: String,
+    /// Words coloured per unit (documentColor, inlay hints).
+    pub top_k: usize,
+    /// Words per unit that get a diagnostic.
+    pub diagnostics_per_unit: usize,
+    pub diagnostic_severity: Severity,
+    /// Quiet time after the last edit before the model runs.
+    pub debounce_ms: u64,
+    /// Language ids that are explained; the defaults are plain text, Markdown and git commits.
+    pub languages: Vec<String>,
+    pub features: Features,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model: None,
+            method: Method::CheferLrpAllLayers.name().to_owned(),
+            target: "auto".to_owned(),
+            top_k: 25,
+            diagnostics_per_unit: 3,
+            diagnostic_severity: Severity::Hint,
+            debounce_ms: 200,
+            languages: super::units::DEFAULT_LANGUAGES
+                .iter()
+                .map(|l| l.to_string())
+                .collect(),
+            features: Features::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Settings from a JSON value shaped like `{ "tokenlens": {…} }` or the bare `{…}`.
+    /// Unknown keys are ignored; a key with a value of the wrong type is reported and the
+    /// previous settings are kept for it.
+    pub fn merged(&self, value: &Value) -> (Settings, Vec<String>) {
+        let section = match value.get("tokenlens") {
+            Some(inner) if inner.is_object() => inner,
+            _ => value,
+        };
+        let Some(object) = section.as_object() else {
+            return (self.clone(), Vec::new());
+        };
+        let mut current = serde_json::to_value(SettingsView::from(self)).unwrap_or(Value::Null);
+        let mut problems = Vec::new();
+        for (key, given) in object {
+            if given.is_null() {
+                continue;
+            }
+            let mut candidate = current.clone();
+            if key == "features" {
+                if let (Some(features), Some(given)) =
+                    (candidate.get_mut("features"), given.as_object())
+                {
+                    for (name, on) in given {
+                        features[name] = on.clone();
+                    }
+                }
+            } else {
+                candidate[key] = given.clone();
+            }
+            match serde_json::from_value::<Settings>(candidate.clone()) {
+                Ok(_) => current = candidate,
+                Err(error) => problems.push(format!("setting {key}: {error}")),
+            }
+        }
+        let mut settings: Settings =
+            serde_json::from_value(current).unwrap_or_else(|_| self.clone());
+        if settings.method.parse::<Method>().is_err() {
+            problems.push(format!(
+                "setting method: unknown method {:?}; use one of {}",
+                settings.method,
+                Method::names().join(", ")
+            ));
+            settings.method = self.method.clone();
+        }
+        settings.top_k = settings.top_k.max(1);
+        (settings, problems)
+    }
+
+    pub fn method(&self) -> Method {
+        self.method.parse().unwrap_or(Method::CheferLrpAllLayers)
+    }
+
+    pub fn explains_language(&self, language_id: &str) -> bool {
+        self.languages.iter().any(|l| l == language_id)
+    }
+}
+
+/// The serialisable mirror of [`Settings`], used to merge partial updates key by key.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SettingsView {
+    model: Option<String>,
+    method: String,
+    target: String,
+    top_k: usize,
+    diagnostics_per_unit: usize,
+    diagnostic_severity: &'static str,
+    debounce_ms: u64,
+    languages: Vec<String>,
+    features: Value,
+}
+
+impl From<&Settings> for SettingsView {
+    fn from(s: &Settings) -> Self {
+        let f = &s.features;
+        SettingsView {
+            model: s.model.clone(),
+            method: s.method.clone(),
+            target: s.target.clone(),
+            top_k: s.top_k,
+            diagnostics_per_unit: s.diagnostics_per_unit,
+            diagnostic_severity: match s.diagnostic_severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+                Severity::Information => "information",
+                Severity::Hint => "hint",
+            },
+            debounce_ms: s.debounce_ms,
+            languages: s.languages.clone(),
+            features: serde_json::json!({
+                "documentColor": f.document_color,
+                "hover": f.hover,
+                "diagnostics": f.diagnostics,
+                "codeLens": f.code_lens,
+                "inlayHints": f.inlay_hints,
+                "semanticTokens": f.semantic_tokens,
+                "fade": f.fade,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn partial_updates_keep_the_rest() {
+        let base = Settings::default();
+        let (s, problems) = base.merged(&json!({
+            "tokenlens": {"topK": 5, "diagnosticSeverity": "warning", "features": {"inlayHints": true}}
+        }));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(s.top_k, 5);
+        assert_eq!(s.diagnostic_severity, Severity::Warning);
+        assert!(s.features.inlay_hints && s.features.document_color);
+        assert_eq!(s.debounce_ms, 200);
+    }
+
+    #[test]
+    fn bad_values_are_reported_and_ignored() {
+        let (s, problems) = Settings::default().merged(&json!({
+            "topK": "many", "method": "nope", "debounceMs": 50
+        }));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(s.top_k, 25);
+        assert_eq!(s.method, "chefer_lrp_all_layers");
+        assert_eq!(s.debounce_ms, 50);
+    }
+}

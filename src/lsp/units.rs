@@ -1,0 +1,287 @@
+//! Which parts of a document are explained, and in which units.
+//!
+//! A unit is a paragraph (the engine windows long ones). Text that is not prose — Markdown code
+//! blocks, inline code, front matter, link targets and HTML comments, the comment lines and the
+//! diff below the scissors line of a git commit message — is *masked*: replaced by spaces of the
+//! same byte length, so that every byte offset the engine returns for the masked copy is also an
+//! offset into the real document, and a masked code block becomes a paragraph break.
+
+use crate::segment::{self, Segment, Unit};
+
+/// How a document's language is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Plain,
+    Markdown,
+    GitCommit,
+}
+
+impl Flavor {
+    /// The flavour of an LSP language id (`markdown`, `gitcommit`, `git-commit` (Helix),
+    /// anything else configured is read as plain text).
+    pub fn of_language(language_id: &str) -> Flavor {
+        match language_id {
+            "markdown" | "mdx" | "quarto" | "rmd" => Flavor::Markdown,
+            "gitcommit" | "git-commit" | "git_commit" => Flavor::GitCommit,
+            _ => Flavor::Plain,
+        }
+    }
+}
+
+/// The language ids explained when the configuration does not list any.
+pub const DEFAULT_LANGUAGES: [&str; 6] = [
+    "plaintext",
+    "text",
+    "markdown",
+    "gitcommit",
+    "git-commit",
+    "scminput",
+];
+
+/// The document with everything that is not prose replaced by spaces (same byte length).
+pub fn mask(text: &str, flavor: Flavor) -> String {
+    let mut masked = text.as_bytes().to_vec();
+    let mut blank = |start: usize, end: usize| {
+        for b in &mut masked[start..end] {
+            // Keep line breaks so that lines (and paragraph breaks) stay where they were.
+            if *b != b'\n' && *b != b'\r' {
+                *b = b' ';
+            }
+        }
+    };
+    match flavor {
+        Flavor::Plain => {}
+        Flavor::Markdown => {
+            for (start, end) in markdown_non_prose(text) {
+                blank(start, end);
+            }
+        }
+        Flavor::GitCommit => {
+            for (start, end) in git_commit_non_prose(text) {
+                blank(start, end);
+            }
+        }
+    }
+    // Only whole UTF-8 sequences were replaced, byte for byte, by ASCII spaces.
+    String::from_utf8(masked).unwrap_or_else(|_| text.to_owned())
+}
+
+/// The paragraphs of `masked` (see [`mask`]) as byte ranges of the document.
+pub fn units(masked: &str) -> Vec<Segment> {
+    segment::segments(masked, Unit::Paragraph)
+}
+
+/// Lines with their byte offsets, line breaks included.
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut offset = 0;
+    text.split_inclusive('\n').map(move |line| {
+        let start = offset;
+        offset += line.len();
+        (start, line)
+    })
+}
+
+fn git_commit_non_prose(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for (start, line) in lines(text) {
+        // `git commit -v` puts the diff under this line; everything below it is not message.
+        if line.starts_with("# ------------------------ >8 ------------------------") {
+            out.push((start, text.len()));
+            break;
+        }
+        if line.starts_with('#') {
+            out.push((start, start + line.len()));
+        }
+    }
+    out
+}
+
+/// Byte ranges of a Markdown document that are not prose.
+fn markdown_non_prose(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut fence: Option<(u8, usize)> = None;
+    let mut in_front_matter = false;
+    let mut in_comment = false;
+    for (index, (start, line)) in lines(text).enumerate() {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let trimmed = content.trim_start();
+        let whole_line = (start, start + line.len());
+        if index == 0 && (content == "---" || content == "+++") {
+            in_front_matter = true;
+            out.push(whole_line);
+            continue;
+        }
+        if in_front_matter {
+            out.push(whole_line);
+            if content == "---" || content == "+++" || content == "..." {
+                in_front_matter = false;
+            }
+            continue;
+        }
+        if let Some((marker, length)) = fence {
+            out.push(whole_line);
+            let run = trimmed.bytes().take_while(|&b| b == marker).count();
+            if run >= length && trimmed[run..].trim().is_empty() {
+                fence = None;
+            }
+            continue;
+        }
+        let indent = content.len() - trimmed.len();
+        if indent <= 3 {
+            for marker in [b'`', b'~'] {
+                let run = trimmed.bytes().take_while(|&b| b == marker).count();
+                if run >= 3 {
+                    fence = Some((marker, run));
+                }
+            }
+            if fence.is_some() {
+                out.push(whole_line);
+                continue;
+            }
+            if is_link_reference_definition(trimmed) {
+                out.push(whole_line);
+                continue;
+            }
+        }
+        if in_comment || trimmed.starts_with("<!--") {
+            in_comment = !content.contains("-->");
+            out.push(whole_line);
+            continue;
+        }
+        out.extend(
+            inline_non_prose(content)
+                .into_iter()
+                .map(|(s, e)| (start + s, start + e)),
+        );
+    }
+    out
+}
+
+/// `[label]: https://…` (a whole line that only defines a link target).
+fn is_link_reference_definition(line: &str) -> bool {
+    line.starts_with('[')
+        && line
+            .find("]:")
+            .is_some_and(|close| !line[1..close].contains(']'))
+}
+
+/// Inline code spans, link and image targets `(…)` and autolinks `<…://…>` in one line.
+fn inline_non_prose(line: &str) -> Vec<(usize, usize)> {
+    let bytes = line.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'`' => {
+                let run = bytes[i..].iter().take_while(|&&b| b == b'`').count();
+                let closing = "`".repeat(run);
+                match line[i + run..].find(&closing) {
+                    Some(found) => {
+                        let end = i + run + found + run;
+                        out.push((i, end));
+                        i = end;
+                    }
+                    None => i += run,
+                }
+            }
+            b']' if bytes.get(i + 1) == Some(&b'(') => match matching_paren(line, i + 1) {
+                Some(end) => {
+                    out.push((i + 1, end));
+                    i = end;
+                }
+                None => i += 1,
+            },
+            b'<' => match line[i..].find('>') {
+                Some(close)
+                    if line[i..i + close].contains("://") || line[i..i + close].contains('@') =>
+                {
+                    out.push((i, i + close + 1));
+                    i += close + 1;
+                }
+                _ => i += 1,
+            },
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// The end (exclusive) of the parenthesised group opening at `open`, nested parens allowed.
+fn matching_paren(line: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, b) in line.bytes().enumerate().skip(open) {
+        match b {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit_texts(text: &str, flavor: Flavor) -> Vec<String> {
+        let masked = mask(text, flavor);
+        assert_eq!(masked.len(), text.len());
+        units(&masked)
+            .iter()
+            .map(|s| {
+                s.text(&masked)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn markdown_skips_front_matter_code_and_link_targets() {
+        let doc = "---\ntitle: Great\n---\n# Review\n\nI loved [this film](https://x.org/a_(b)) \
+                   and `bad_code()`.\n\n```rust\nfn terrible() {}\n\nlet awful = 1;\n```\n\
+                   [ref]: https://example.com/awful\n\nSee <https://x.org/worst> today.\n";
+        assert_eq!(
+            unit_texts(doc, Flavor::Markdown),
+            ["# Review", "I loved [this film] and .", "See today."]
+        );
+    }
+
+    #[test]
+    fn tilde_fences_and_html_comments_are_masked() {
+        let doc = "Before.\n~~~~\ncode ~~~ still code\n~~~~\n<!-- a\nhidden -->\nAfter.";
+        assert_eq!(unit_texts(doc, Flavor::Markdown), ["Before.", "After."]);
+    }
+
+    #[test]
+    fn git_commit_comments_and_diff_are_not_explained() {
+        let doc = "Fix the awful crash\n\nIt was bad.\n# Please enter the commit message\n\
+                   # ------------------------ >8 ------------------------\ndiff --git a b\n+great\n";
+        assert_eq!(
+            unit_texts(doc, Flavor::GitCommit),
+            ["Fix the awful crash", "It was bad."]
+        );
+    }
+
+    #[test]
+    fn masking_keeps_byte_offsets_of_multibyte_text() {
+        let doc = "Café `naïve ☕` 😀 fine\r\n\r\nnext";
+        let masked = mask(doc, Flavor::Markdown);
+        assert_eq!(masked.len(), doc.len());
+        let found = units(&masked);
+        assert_eq!(&doc[found[1].start..found[1].end], "next");
+        assert!(doc[found[0].start..found[0].end].starts_with("Café"));
+    }
+
+    #[test]
+    fn plain_text_is_untouched() {
+        let doc = "`not code` here\n\n# not a comment";
+        assert_eq!(mask(doc, Flavor::Plain), doc);
+    }
+}
