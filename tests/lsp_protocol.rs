@@ -1,0 +1,700 @@
+//! `tokenlens lsp` over real JSON-RPC: the binary is started and spoken to through stdio, with
+//! the tiny 3-layer test model (loads in milliseconds).
+
+mod lsp_client;
+
+use lsp_client::{LspClient, range, slice, tiny_model};
+use serde_json::{Value, json};
+use tokenlens::render::palette::{Bucket, Palette};
+
+const REVIEW: &str = "The acting was wonderful and the story moved me deeply.\n\
+                      I would watch it again tomorrow.\n\
+                      \n\
+                      The ending, however, was rushed and the sound was awful.\n";
+
+fn utf16_client() -> Value {
+    json!({"general": {"positionEncodings": ["utf-16"]}})
+}
+
+fn utf8_client() -> Value {
+    json!({"general": {"positionEncodings": ["utf-8", "utf-16", "utf-32"]}})
+}
+
+fn server() -> LspClient {
+    LspClient::start(&[])
+}
+
+#[test]
+fn initialize_advertises_the_features_and_negotiates_utf8_when_offered() {
+    let mut client = server();
+    let result = client.initialize(utf8_client(), json!({"model": tiny_model()}));
+    let capabilities = &result["capabilities"];
+    assert_eq!(capabilities["positionEncoding"], "utf-8");
+    assert_eq!(capabilities["textDocumentSync"], 2, "incremental sync");
+    assert_eq!(capabilities["colorProvider"], true);
+    assert_eq!(capabilities["hoverProvider"], true);
+    assert_eq!(
+        capabilities["executeCommandProvider"]["commands"],
+        json!(["tokenlens.setTarget", "tokenlens.setMethod"])
+    );
+    let legend = &capabilities["semanticTokensProvider"]["legend"];
+    assert_eq!(legend["tokenTypes"], json!(["relevance"]));
+    assert!(
+        legend["tokenModifiers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("neg5"))
+    );
+    assert_eq!(
+        capabilities["experimental"]["tokenlensScores"]["version"],
+        1
+    );
+    assert!(client.shutdown().success());
+
+    let mut client = server();
+    let result = client.initialize(utf16_client(), json!({}));
+    assert_eq!(result["capabilities"]["positionEncoding"], "utf-16");
+    let mut client2 = server();
+    let result = client2.initialize(json!({}), json!({}));
+    assert_eq!(result["capabilities"]["positionEncoding"], "utf-16");
+}
+
+#[test]
+fn open_document_gets_diagnostics_colors_hover_and_code_lenses() {
+    let mut client = server();
+    client.ready(utf16_client(), json!({}));
+    let uri = "file:///tmp/review.txt";
+    client.open(uri, "plaintext", REVIEW);
+
+    let diagnostics = client.diagnostics(uri, 1);
+    // Two paragraphs, the top 3 words of each, as hints.
+    assert_eq!(diagnostics.len(), 6, "{diagnostics:#?}");
+    for d in &diagnostics {
+        assert_eq!(d["severity"], 4);
+        assert_eq!(d["source"], "tokenlens");
+        let word = slice(REVIEW, &d["range"], "utf-16");
+        let message = d["message"].as_str().unwrap();
+        assert!(message.starts_with(word), "{message:?} vs {word:?}");
+        assert!(message.contains("(#"), "{message}");
+    }
+
+    let colors = client.request(
+        "textDocument/documentColor",
+        json!({"textDocument": {"uri": uri}}),
+    );
+    let colors = colors.as_array().unwrap();
+    assert!(!colors.is_empty());
+    let palette: Vec<(f64, f64, f64)> = (-5..=5)
+        .filter(|&b| b != 0)
+        .map(|b| {
+            let c = Palette::BlueOrange.bucket_color(Bucket(b)).unwrap();
+            (c.0 as f64 / 255.0, c.1 as f64 / 255.0, c.2 as f64 / 255.0)
+        })
+        .collect();
+    for info in colors {
+        let c = &info["color"];
+        let rgb = (
+            c["red"].as_f64().unwrap(),
+            c["green"].as_f64().unwrap(),
+            c["blue"].as_f64().unwrap(),
+        );
+        assert!(
+            palette.iter().any(|p| (p.0 - rgb.0).abs() < 1e-6
+                && (p.1 - rgb.1).abs() < 1e-6
+                && (p.2 - rgb.2).abs() < 1e-6),
+            "{rgb:?} is not a palette colour"
+        );
+        let word = slice(REVIEW, &info["range"], "utf-16");
+        assert!(
+            !word.is_empty() && !word.contains(char::is_whitespace),
+            "{word:?}"
+        );
+    }
+
+    // Picking a colour never edits the prose.
+    let first = &colors[0];
+    let presentations = client.request(
+        "textDocument/colorPresentation",
+        json!({"textDocument": {"uri": uri}, "color": first["color"], "range": first["range"]}),
+    );
+    let edit = &presentations[0]["textEdit"];
+    assert_eq!(edit["range"], first["range"]);
+    assert_eq!(edit["newText"], slice(REVIEW, &first["range"], "utf-16"));
+
+    let top = &diagnostics[0]["range"];
+    let hover = client.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": uri}, "position": top["start"]}),
+    );
+    let text = hover["contents"]["value"].as_str().unwrap();
+    assert!(text.contains("rank"), "{text}");
+    assert!(text.contains("Pieces:"), "{text}");
+    assert!(text.contains("probability"), "{text}");
+    assert_eq!(hover["range"], *top);
+
+    let lenses = client.request(
+        "textDocument/codeLens",
+        json!({"textDocument": {"uri": uri}}),
+    );
+    let lenses = lenses.as_array().unwrap();
+    // Per paragraph: probabilities, two other classes, the method.
+    assert_eq!(lenses.len(), 8, "{lenses:#?}");
+    assert!(lenses.iter().all(|l| {
+        l["command"]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("tokenlens.set")
+    }));
+    assert_eq!(lenses[0]["range"]["start"]["line"], 0);
+    assert_eq!(lenses[4]["range"]["start"]["line"], 3);
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn execute_command_switches_the_explained_class() {
+    let mut client = server();
+    client.ready(utf16_client(), json!({}));
+    let uri = "file:///tmp/target.txt";
+    client.open(uri, "plaintext", "A short and simple sentence.");
+    client.diagnostics(uri, 1);
+    let chosen = client.request(
+        "workspace/executeCommand",
+        json!({"command": "tokenlens.setTarget", "arguments": ["neutral"]}),
+    );
+    assert_eq!(chosen, "neutral");
+    let explained = client.notification("textDocument/publishDiagnostics", |p| {
+        p["diagnostics"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("for neutral"))
+    });
+    assert!(!explained["diagnostics"].as_array().unwrap().is_empty());
+    let lenses = client.request(
+        "textDocument/codeLens",
+        json!({"textDocument": {"uri": uri}}),
+    );
+    assert!(
+        lenses[0]["command"]["title"]
+            .as_str()
+            .unwrap()
+            .ends_with("explaining neutral")
+    );
+
+    let error = client.request_async(
+        "workspace/executeCommand",
+        json!({"command": "tokenlens.setTarget", "arguments": ["nonsense"]}),
+    );
+    let response = client.response(error);
+    assert!(
+        response["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("negative")
+    );
+
+    let method = client.request(
+        "workspace/executeCommand",
+        json!({"command": "tokenlens.setMethod", "arguments": ["attention_rollout"]}),
+    );
+    assert_eq!(method, "attention_rollout");
+    assert_eq!(client.stats()["settings"]["method"], "attention_rollout");
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn did_change_reexplains_only_the_changed_paragraph() {
+    let mut client = server();
+    client.ready(utf16_client(), json!({"debounceMs": 0}));
+    let uri = "file:///tmp/three.md";
+    let text = "First paragraph is calm.\n\nSecond paragraph is angry.\n\nThird one is fine.\n";
+    client.open(uri, "markdown", text);
+    client.diagnostics(uri, 1);
+    assert_eq!(client.stats()["unitsExplained"], 3);
+
+    // Replace "angry" (line 2, characters 20..25) with "happy".
+    client.change_range(uri, 2, range((2, 20), (2, 25)), "happy");
+    client.diagnostics(uri, 2);
+    let stats = client.stats();
+    assert_eq!(stats["unitsExplained"], 4, "{stats}");
+    let document = client.request("tokenlens/document", json!({"uri": uri}));
+    assert_eq!(
+        document["text"],
+        text.replace("angry", "happy"),
+        "incremental edit applied"
+    );
+
+    // Back to the original words: every paragraph is in the content cache.
+    client.change_range(uri, 3, range((2, 20), (2, 25)), "angry");
+    client.diagnostics(uri, 3);
+    assert_eq!(client.stats()["unitsExplained"], 4);
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn rapid_edits_are_applied_in_order_and_only_the_last_version_is_published() {
+    let mut client = server();
+    client.ready(utf16_client(), json!({"debounceMs": 150}));
+    let uri = "file:///tmp/typing.txt";
+    client.open(uri, "plaintext", "");
+    let mut expected = String::new();
+    for (i, c) in "Typing quickly, one key at a time!".chars().enumerate() {
+        let column = expected.len() as u32;
+        client.change_range(
+            uri,
+            2 + i as i32,
+            range((0, column), (0, column)),
+            &c.to_string(),
+        );
+        expected.push(c);
+    }
+    let last = 1 + expected.len() as i32;
+    client.diagnostics(uri, last);
+    let document = client.request("tokenlens/document", json!({"uri": uri}));
+    assert_eq!(document["text"], expected);
+    assert_eq!(document["version"], last);
+    // Every intermediate version was debounced away: nothing was published for them.
+    let published: Vec<i64> = client
+        .drain()
+        .iter()
+        .filter(|m| m["method"] == "textDocument/publishDiagnostics")
+        .filter_map(|m| m["params"]["version"].as_i64())
+        .collect();
+    assert!(
+        published.iter().all(|&v| v == 1 || v == last as i64),
+        "{published:?}"
+    );
+    assert!(client.shutdown().success());
+}
+
+/// Emoji (surrogate pairs in UTF-16), combining and precomposed accents, CJK, CRLF and tabs.
+const MIXED: &str = "Caf\u{e9} cr\u{e8}me was na\u{ef}ve \u{1F600} and fine.\r\n\
+                     \tTabs\tand \u{65e5}\u{672c}\u{8a9e} text \u{1F44D}\u{1F3FD} here.\r\n\
+                     \r\n\
+                     Then e\u{301}tude \u{1F680} rockets \u{9ad8}\u{3044} quality.";
+
+fn check_ranges(client: &mut LspClient, encoding: &str, capabilities: Value) {
+    let result = client.ready(
+        capabilities,
+        json!({"topK": 100, "diagnosticsPerUnit": 100}),
+    );
+    assert_eq!(result["capabilities"]["positionEncoding"], encoding);
+    let uri = "file:///tmp/mixed.txt";
+    client.open(uri, "plaintext", MIXED);
+    let diagnostics = client.diagnostics(uri, 1);
+    assert!(diagnostics.len() >= 10, "{diagnostics:#?}");
+    for d in &diagnostics {
+        let word = slice(MIXED, &d["range"], encoding);
+        let message = d["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{word} ")),
+            "{encoding}: range covers {word:?}, message {message:?}"
+        );
+        assert!(!word.trim().is_empty());
+    }
+    let words: Vec<&str> = diagnostics
+        .iter()
+        .map(|d| slice(MIXED, &d["range"], encoding))
+        .collect();
+    for expected in [
+        "rockets",
+        "here",
+        "\u{1F600}",
+        "\u{65e5}\u{672c}\u{8a9e}",
+        "e\u{301}tude",
+    ] {
+        assert!(
+            words.contains(&expected),
+            "{encoding}: {expected} missing in {words:?}"
+        );
+    }
+    // Hover anywhere inside a word after an emoji finds that word.
+    let rockets = diagnostics
+        .iter()
+        .find(|d| slice(MIXED, &d["range"], encoding) == "rockets")
+        .unwrap();
+    let mut inside = rockets["range"]["start"].clone();
+    inside["character"] = json!(inside["character"].as_u64().unwrap() + 3);
+    let hover = client.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": uri}, "position": inside}),
+    );
+    assert!(
+        hover["contents"]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("**rockets**")
+    );
+    // An edit after the emoji on line 0, in the negotiated encoding.
+    let fine = MIXED.find("fine").unwrap();
+    let character = match encoding {
+        "utf-8" => fine,
+        _ => MIXED[..fine].encode_utf16().count(),
+    } as u32;
+    client.change_range(uri, 2, range((0, character), (0, character + 4)), "good");
+    client.diagnostics(uri, 2);
+    let document = client.request("tokenlens/document", json!({"uri": uri}));
+    assert_eq!(document["text"], MIXED.replacen("fine", "good", 1));
+}
+
+#[test]
+fn positions_are_exact_in_utf16() {
+    let mut client = server();
+    check_ranges(&mut client, "utf-16", utf16_client());
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn positions_are_exact_in_utf8() {
+    let mut client = server();
+    check_ranges(&mut client, "utf-8", utf8_client());
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn markdown_code_front_matter_and_link_targets_are_not_explained() {
+    let mut client = server();
+    client.ready(
+        utf8_client(),
+        json!({"topK": 1000, "diagnosticsPerUnit": 1000}),
+    );
+    let uri = "file:///tmp/post.md";
+    let text = "---\ntitle: secretword\n---\n\nRead [the docs](https://hidden.example/secretword) now.\n\n\
+                ```\nsecretword in code\n```\n\nPlain words here.\n";
+    client.open(uri, "markdown", text);
+    let diagnostics = client.diagnostics(uri, 1);
+    let words: Vec<&str> = diagnostics
+        .iter()
+        .map(|d| slice(text, &d["range"], "utf-8"))
+        .collect();
+    assert!(
+        words.contains(&"docs") && words.contains(&"Plain"),
+        "{words:?}"
+    );
+    for hidden in ["secretword", "title", "code", "hidden"] {
+        assert!(
+            !words.contains(&hidden),
+            "{hidden} was explained: {words:?}"
+        );
+    }
+    // A git commit message: comment lines are skipped.
+    let commit = "Fix the crash on startup\n\n# Please enter the commit message\n# secretword\n";
+    client.open("file:///tmp/COMMIT_EDITMSG", "gitcommit", commit);
+    let diagnostics = client.diagnostics("file:///tmp/COMMIT_EDITMSG", 1);
+    assert!(
+        diagnostics.iter().all(|d| d["range"]["start"]["line"] == 0),
+        "{diagnostics:#?}"
+    );
+    // Other languages are left alone unless configured.
+    client.open("file:///tmp/main.rs", "rust", "fn main() {}\n");
+    let colors = client.request(
+        "textDocument/documentColor",
+        json!({"textDocument": {"uri": "file:///tmp/main.rs"}}),
+    );
+    assert_eq!(colors, json!([]));
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn thin_client_notification_carries_units_words_and_buckets() {
+    let mut client = server();
+    client.ready(
+        json!({"general": {"positionEncodings": ["utf-16"]}, "experimental": {"tokenlensScores": true}}),
+        json!({}),
+    );
+    let uri = "file:///tmp/notify.txt";
+    client.open(uri, "plaintext", REVIEW);
+    let scores = client.notification("tokenlens/publishScores", |p| p["uri"] == uri);
+    assert_eq!(scores["version"], 1);
+    let units = scores["units"].as_array().unwrap();
+    assert_eq!(units.len(), 2);
+    for unit in units {
+        let probs = unit["probs"].as_array().unwrap();
+        assert_eq!(probs.len(), 3);
+        let total: f64 = probs
+            .iter()
+            .map(|p| p["probability"].as_f64().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        assert!(["negative", "neutral", "positive"].contains(&unit["label"].as_str().unwrap()));
+        let words = unit["words"].as_array().unwrap();
+        assert!(!words.is_empty());
+        for w in words {
+            let score = w["score"].as_f64().unwrap();
+            let bucket = w["bucket"].as_i64().unwrap();
+            assert_eq!(Bucket::of(score).0 as i64, bucket);
+            let color = Palette::BlueOrange
+                .bucket_color(Bucket(bucket as i8))
+                .unwrap();
+            assert_eq!(w["color"], color.hex());
+            assert!(!slice(REVIEW, &w["range"], "utf-16").is_empty());
+        }
+        // The unit's strongest word is normalised to 1.
+        assert!(
+            words
+                .iter()
+                .any(|w| w["bucket"].as_i64().unwrap().abs() == 5)
+        );
+    }
+    // Without the capability, the notification is not sent.
+    let mut plain = server();
+    plain.ready(utf16_client(), json!({}));
+    plain.open(uri, "plaintext", REVIEW);
+    plain.diagnostics(uri, 1);
+    assert!(
+        !plain
+            .drain()
+            .iter()
+            .any(|m| m["method"] == "tokenlens/publishScores")
+    );
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn opt_in_features_inlay_hints_semantic_tokens_and_fade() {
+    let mut client = server();
+    client.ready(
+        utf16_client(),
+        json!({"features": {"inlayHints": true, "semanticTokens": true, "fade": true}, "topK": 2}),
+    );
+    let uri = "file:///tmp/optin.txt";
+    client.open(uri, "plaintext", REVIEW);
+    let diagnostics = client.diagnostics(uri, 1);
+    let faded: Vec<&Value> = diagnostics
+        .iter()
+        .filter(|d| d["tags"] == json!([1]))
+        .collect();
+    assert!(!faded.is_empty(), "{diagnostics:#?}");
+    let hints = client.request(
+        "textDocument/inlayHint",
+        json!({"textDocument": {"uri": uri}, "range": range((0, 0), (10, 0))}),
+    );
+    assert_eq!(
+        hints.as_array().unwrap().len(),
+        4,
+        "top 2 of two paragraphs: {hints}"
+    );
+    let label = hints[0]["label"].as_str().unwrap();
+    assert!(
+        label.starts_with('+') || label.starts_with('\u{2212}'),
+        "{label}"
+    );
+    let tokens = client.request(
+        "textDocument/semanticTokens/full",
+        json!({"textDocument": {"uri": uri}}),
+    );
+    let data = tokens["data"].as_array().unwrap();
+    assert!(!data.is_empty() && data.len() % 5 == 0);
+    // Decode: every token is a whole word with a sign bit and a strength bit.
+    let (mut line, mut start) = (0u64, 0u64);
+    for token in data.chunks(5) {
+        let delta_line = token[0].as_u64().unwrap();
+        start = if delta_line == 0 {
+            start + token[1].as_u64().unwrap()
+        } else {
+            token[1].as_u64().unwrap()
+        };
+        line += delta_line;
+        let r = range(
+            (line as u32, start as u32),
+            (line as u32, (start + token[2].as_u64().unwrap()) as u32),
+        );
+        let word = slice(REVIEW, &r, "utf-16");
+        assert!(!word.is_empty() && !word.contains(' '), "{word:?}");
+        assert_eq!(token[3], 0);
+        let bits = token[4].as_u64().unwrap();
+        assert_eq!((bits & 0b11).count_ones(), 1, "one sign bit");
+        assert_eq!((bits >> 2).count_ones(), 1, "one strength bit");
+    }
+    // Off by default.
+    let mut plain = server();
+    plain.ready(utf16_client(), json!({}));
+    plain.open(uri, "plaintext", REVIEW);
+    plain.diagnostics(uri, 1);
+    let hints = plain.request(
+        "textDocument/inlayHint",
+        json!({"textDocument": {"uri": uri}, "range": range((0, 0), (10, 0))}),
+    );
+    assert_eq!(hints, Value::Null);
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn configuration_is_pulled_and_pulled_again_on_change() {
+    let mut client = server();
+    *client.configuration.lock().unwrap() = json!({"diagnosticSeverity": "warning"});
+    client.ready(json!({"workspace": {"configuration": true}}), json!({}));
+    let uri = "file:///tmp/config.txt";
+    client.open(uri, "plaintext", "Configuration changes the severity.");
+    let diagnostics = client.diagnostics(uri, 1);
+    assert!(
+        diagnostics.iter().all(|d| d["severity"] == 2),
+        "{diagnostics:#?}"
+    );
+
+    *client.configuration.lock().unwrap() =
+        json!({"diagnosticSeverity": "information", "diagnosticsPerUnit": 1});
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": null}),
+    );
+    let updated = client.notification("textDocument/publishDiagnostics", |p| {
+        p["diagnostics"]
+            .as_array()
+            .is_some_and(|d| d.len() == 1 && d[0]["severity"] == 3)
+    });
+    assert_eq!(updated["uri"], uri);
+    let pulls = client
+        .server_requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "workspace/configuration")
+        .count();
+    assert_eq!(pulls, 2);
+
+    // Settings pushed in the notification itself apply too.
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"tokenlens": {"diagnosticsPerUnit": 2}}}),
+    );
+    *client.configuration.lock().unwrap() = json!({"diagnosticsPerUnit": 2});
+    client.notification("textDocument/publishDiagnostics", |p| {
+        p["diagnostics"].as_array().is_some_and(|d| d.len() == 2)
+    });
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn model_loading_reports_progress() {
+    let mut client = server();
+    client.ready(json!({"window": {"workDoneProgress": true}}), json!({}));
+    let begin = client.notification("$/progress", |p| p["value"]["kind"] == "begin");
+    assert!(
+        begin["value"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("loading")
+    );
+    let token = begin["token"].clone();
+    client.notification("$/progress", |p| {
+        p["token"] == token && p["value"]["kind"] == "end"
+    });
+    let created =
+        client.server_requests.lock().unwrap().iter().any(|r| {
+            r["method"] == "window/workDoneProgress/create" && r["params"]["token"] == token
+        });
+    assert!(created);
+
+    // A long document reports progress per paragraph.
+    let long: String = (0..12)
+        .map(|i| format!("Paragraph number {i} has words.\n\n"))
+        .collect();
+    client.open("file:///tmp/long.txt", "plaintext", &long);
+    let begin = client.notification("$/progress", |p| {
+        p["value"]["kind"] == "begin"
+            && p["value"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("12 paragraphs"))
+    });
+    let token = begin["token"].clone();
+    client.notification("$/progress", |p| {
+        p["token"] == token && p["value"]["kind"] == "report"
+    });
+    client.notification("$/progress", |p| {
+        p["token"] == token && p["value"]["kind"] == "end"
+    });
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn bad_model_path_is_shown_and_the_server_keeps_running() {
+    let mut client = server();
+    client.initialize(utf16_client(), json!({"model": "/nonexistent/model/dir"}));
+    let message = client.notification("window/showMessage", |p| p["type"] == 1);
+    assert!(
+        message["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not load the model")
+    );
+    let uri = "file:///tmp/nomodel.txt";
+    client.open(uri, "plaintext", "Still running.");
+    let colors = client.request(
+        "textDocument/documentColor",
+        json!({"textDocument": {"uri": uri}}),
+    );
+    assert_eq!(colors, json!([]));
+    assert!(client.stats()["model"].get("failed").is_some());
+
+    // Fixing the setting loads the model and explains the open document.
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"tokenlens": {"model": tiny_model()}}}),
+    );
+    client.diagnostics(uri, 1);
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn cancelled_requests_answer_request_cancelled_and_edits_cancel_stale_work() {
+    let mut client = server();
+    // A long debounce keeps the colour request waiting for the edited text.
+    client.ready(utf16_client(), json!({"debounceMs": 600000}));
+    let uri = "file:///tmp/cancel.txt";
+    client.open(uri, "plaintext", "Waiting for colours.");
+    client.diagnostics(uri, 1);
+    client.change_full(uri, 2, "Waiting for new colours.");
+    let id = client.request_async(
+        "textDocument/documentColor",
+        json!({"textDocument": {"uri": uri}}),
+    );
+    client.notify("$/cancelRequest", json!({"id": id}));
+    let response = client.response(id);
+    assert_eq!(response["error"]["code"], -32800, "{response}");
+    // The server still answers.
+    assert!(client.stats()["model"].get("ready").is_some());
+    assert!(client.shutdown().success());
+
+    // An edit while a long document is being explained stops that work between paragraphs.
+    let mut client = server();
+    client.ready(
+        json!({"window": {"workDoneProgress": true}}),
+        json!({"debounceMs": 0}),
+    );
+    let long: String = (0..400)
+        .map(|i| format!("Paragraph {i} talks about many different things at length.\n\n"))
+        .collect();
+    let uri = "file:///tmp/long.txt";
+    client.open(uri, "plaintext", &long);
+    // Edit once the server reports that it is working through the paragraphs.
+    client.notification("$/progress", |p| {
+        p["value"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("400 paragraphs"))
+    });
+    client.change_full(uri, 2, "Replaced by a short text.");
+    client.diagnostics(uri, 2);
+    let stats = client.stats();
+    assert!(stats["analysesDropped"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["unitsExplained"].as_u64().unwrap() < 401, "{stats}");
+    let published_v1 = client
+        .drain()
+        .iter()
+        .any(|m| m["method"] == "textDocument/publishDiagnostics" && m["params"]["version"] == 1);
+    assert!(!published_v1, "the stale version's results were dropped");
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn shutdown_then_exit_ends_the_process_cleanly() {
+    let mut client = server();
+    client.ready(utf16_client(), json!({}));
+    client.open("file:///tmp/bye.txt", "plaintext", "Goodbye.");
+    let status = client.shutdown();
+    assert_eq!(status.code(), Some(0));
+
+    // `exit` without `shutdown` is an error exit, as the protocol asks.
+    let mut client = server();
+    client.initialize(utf16_client(), json!({"model": tiny_model()}));
+    client.notify("exit", json!(null));
+    assert_eq!(client.wait_exit().code(), Some(1));
+}
