@@ -16,6 +16,7 @@ pub mod relprop;
 pub mod render;
 pub mod segment;
 pub mod text;
+pub mod tui;
 pub mod weights;
 
 pub use bert::Precision;

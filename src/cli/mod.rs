@@ -2,6 +2,7 @@
 
 pub mod bench_score;
 pub mod score;
+pub mod tui;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -38,6 +39,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Measure `score` throughput (sentences/s), one text per call versus batched.
     BenchScore(bench_score::BenchScoreArgs),
+    /// Open a text file in an interactive terminal view, each word coloured by its relevance.
+    Tui(tui::TuiArgs),
 }
 
 /// Options every model-using subcommand shares.
@@ -111,6 +114,7 @@ impl ModelArgs {
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Score(args) => score::run(args),
+        Command::Tui(args) => tui::run(args),
         Command::BenchScore(args) => bench_score::run(args),
     };
     match result {

@@ -482,13 +482,18 @@ impl App {
     // ---- layout and scrolling ---------------------------------------------------------------
 
     /// Sets the text pane size; wrapped rows are recomputed when the width changes.
+    /// After a resize the cursor unit is brought back on screen.
     pub fn set_text_area(&mut self, width: usize, height: usize) {
+        let resized = width != self.layout_width || height.max(1) != self.text_height;
         if width != self.layout_width {
             self.layout_cache.clear();
             self.layout_width = width;
         }
         self.text_width = width;
         self.text_height = height.max(1);
+        if resized {
+            self.ensure_cursor_visible();
+        }
     }
 
     fn invalidate_layout(&mut self) {

@@ -29,7 +29,8 @@ pub fn render(app: &App, format: ExportFormat) -> String {
     }
 }
 
-fn palette_name(palette: Palette) -> &'static str {
+/// The `--palette` name of a palette.
+pub fn palette_name(palette: Palette) -> &'static str {
     Palette::names()
         .iter()
         .copied()

@@ -50,6 +50,7 @@ pub fn run(mut app: App, explainer: Arc<Explainer>) -> Result<()> {
     let mut session = TerminalSession::enter().map_err(terminal_error)?;
     let outcome = event_loop(&mut session.terminal, &mut app, &worker);
     drop(session);
+    stderr_log::report();
     outcome
 }
 
@@ -68,6 +69,7 @@ struct TerminalSession {
 impl TerminalSession {
     fn enter() -> io::Result<Self> {
         install_panic_hook();
+        stderr_log::redirect();
         let entered = (|| {
             enable_raw_mode()?;
             execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture)?;
@@ -91,6 +93,7 @@ impl Drop for TerminalSession {
 
 /// Leaves the terminal as the shell expects it; safe to call more than once.
 fn restore_terminal() {
+    stderr_log::restore();
     let _ = disable_raw_mode();
     let _ = execute!(
         io::stdout(),
@@ -248,4 +251,76 @@ pub fn explain_wanted_now(app: &mut App, explainer: &Explainer) {
             }
         }
     }
+}
+
+/// While the UI draws, anything written to stderr (a library's warning, a stray debug line) would
+/// land in the middle of the screen. Stderr is pointed at a log file instead and put back when the
+/// terminal is restored (the panic hook does that first, so panic messages still reach the user).
+#[cfg(unix)]
+mod stderr_log {
+    use std::os::fd::AsRawFd;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    /// A duplicate of the original stderr while it is redirected; -1 otherwise.
+    static SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
+    static LOG_PATH: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+    pub fn redirect() {
+        let path = std::env::temp_dir().join(format!("tokenlens-tui-{}.log", std::process::id()));
+        let Ok(log) = std::fs::File::create(&path) else {
+            return;
+        };
+        // SAFETY: dup and dup2 on file descriptors this process owns; `log` outlives the dup2,
+        // and fd 2 keeps its own reference to the file afterwards.
+        unsafe {
+            let saved = libc::dup(libc::STDERR_FILENO);
+            if saved < 0 {
+                return;
+            }
+            if libc::dup2(log.as_raw_fd(), libc::STDERR_FILENO) < 0 {
+                libc::close(saved);
+                return;
+            }
+            SAVED_STDERR.store(saved, Ordering::SeqCst);
+        }
+        *LOG_PATH.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+    }
+
+    pub fn restore() {
+        let saved = SAVED_STDERR.swap(-1, Ordering::SeqCst);
+        if saved >= 0 {
+            // SAFETY: `saved` is the duplicate made in `redirect`, still open; it is closed once.
+            unsafe {
+                libc::dup2(saved, libc::STDERR_FILENO);
+                libc::close(saved);
+            }
+        }
+    }
+
+    /// Tells the user where messages written during the session went (and removes an empty log).
+    pub fn report() {
+        let Some(path) = LOG_PATH.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        match std::fs::metadata(&path) {
+            Ok(metadata) if metadata.len() > 0 => {
+                eprintln!(
+                    "tokenlens: messages written while the TUI ran are in {}",
+                    path.display()
+                );
+            }
+            _ => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod stderr_log {
+    pub fn redirect() {}
+    pub fn restore() {}
+    pub fn report() {}
 }

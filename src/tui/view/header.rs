@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::text::fit;
-use crate::tui::app::{App, Granularity, TargetChoice, UnitState};
+use crate::tui::app::{App, TargetChoice, UnitState};
 use crate::tui::view::text::spinner;
 
 const BAR_CELLS: usize = 10;
@@ -50,23 +50,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Span::raw("  "),
         ]
     };
-    let view = match settings.granularity {
-        Granularity::Words => "words",
-        Granularity::Pieces => "pieces",
-    };
-    let palette = crate::render::palette::Palette::names()
-        .iter()
-        .copied()
-        .find(|&n| crate::render::palette::Palette::from_name(n) == Some(settings.palette))
-        .unwrap_or("?");
-    let mut title: Vec<Span> = vec![Span::styled("tokenlens  ", theme.key_hint())];
+    let mut title: Vec<Span> = Vec::new();
     title.extend(field("model", app.model_name.clone()));
     title.extend(field("method", settings.method.name().to_string()));
     title.extend(field("target", target));
-    title.extend(field(
-        "display",
-        format!("{} · {} · {}", settings.normalization.name(), palette, view),
-    ));
     let mut lines = vec![Line::from(title)];
 
     let per_row = classes_per_row(area.width);

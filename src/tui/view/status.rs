@@ -4,10 +4,12 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
+use unicode_width::UnicodeWidthStr;
 
 use super::text::spinner;
 use crate::render::palette::Bucket;
-use crate::tui::app::{App, TargetChoice};
+use crate::tui::app::{App, Granularity, TargetChoice};
+use crate::tui::export::palette_name;
 use crate::tui::keys::HINTS;
 use crate::tui::theme::ColorMode;
 
@@ -39,10 +41,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         }
         first.push(Span::raw(" for"));
     }
+    let view = match app.settings.granularity {
+        Granularity::Words => "words",
+        Granularity::Pieces => "pieces",
+    };
     first.push(Span::raw(format!(
-        "  │ unit {}/{} ",
+        "  │ unit {}/{} │ {} · {} · {view} ",
         (app.cursor + 1).min(app.unit_count()),
-        app.unit_count()
+        app.unit_count(),
+        app.settings.normalization.name(),
+        palette_name(app.settings.palette),
     )));
     let pending = app.pending_visible();
     if pending > 0 {
@@ -59,8 +67,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         first.push(Span::raw("│ "));
         first.push(Span::raw(message.clone()));
     }
+    // As many hints as fit; `?` (listed first) always does.
     let mut hints: Vec<Span> = Vec::new();
+    let mut used = 0;
     for (key, action) in HINTS {
+        let cells = key.width() + action.width() + 3;
+        if used + cells > area.width as usize {
+            break;
+        }
+        used += cells;
         hints.push(Span::styled(*key, theme.key_hint()));
         hints.push(Span::raw(format!(" {action}  ")));
     }

@@ -1,0 +1,259 @@
+//! End to end: the real `tokenlens tui` binary in a tmux session, driven with `send-keys` and
+//! read back with `capture-pane -e` (which keeps the colour escapes). Uses the bundled default
+//! model when this build has one, otherwise the tiny random BERT fixture.
+//!
+//! Needs tmux (Debian: `apt-get install tmux`); the test fails with that hint when it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tokenlens");
+/// Generous: the first run may load a real model on a busy 2-core machine.
+const SCREEN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `--model DIR` unless the build has a default model.
+fn model_arguments() -> Vec<String> {
+    if tokenlens::default_model::files().is_ok() {
+        Vec::new()
+    } else {
+        let tiny = root().join("fixtures/golden/tiny-bert");
+        vec!["--model".into(), tiny.display().to_string()]
+    }
+}
+
+/// A tmux server of our own (its own socket), killed when the test ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str, width: u16, height: u16) -> Tmux {
+        let version = Command::new("tmux").arg("-V").output();
+        assert!(
+            version.is_ok_and(|o| o.status.success()),
+            "tmux is needed for this test: apt-get install tmux"
+        );
+        let socket = format!("tokenlens-tui-test-{}-{}", std::process::id(), unique());
+        let tmux = Tmux { socket };
+        let output = tmux.run(&[
+            "new-session",
+            "-d",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            "-s",
+            "main",
+            command,
+        ]);
+        assert!(
+            output.status.success(),
+            "tmux new-session failed: {output:?}"
+        );
+        // Keep the pane after the program exits, to read its exit status and terminal modes.
+        tmux.run(&["set-option", "-t", "main", "remain-on-exit", "on"]);
+        tmux
+    }
+
+    fn run(&self, arguments: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(arguments)
+            .env("COLORTERM", "truecolor")
+            .env("TERM", "xterm-256color")
+            .env_remove("NO_COLOR")
+            .env_remove("TOKENLENS_MODEL")
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn send(&self, keys: &[&str]) {
+        for key in keys {
+            let output = self.run(&["send-keys", "-t", "main", key]);
+            assert!(output.status.success(), "send-keys {key}: {output:?}");
+        }
+    }
+
+    /// The screen with colour escapes.
+    fn capture(&self) -> String {
+        let output = self.run(&["capture-pane", "-p", "-e", "-t", "main"]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn display(&self, format: &str) -> String {
+        let output = self.run(&["display-message", "-p", "-t", "main", format]);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Waits until the plain screen contains every one of `needles`; returns the screen.
+    fn wait_for(&self, needles: &[&str]) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture();
+            let plain = strip_escapes(&screen);
+            if needles.iter().all(|n| plain.contains(n)) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < SCREEN_TIMEOUT,
+                "screen never showed {needles:?}; last screen:\n{plain}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_for_exit(&self) -> String {
+        let start = Instant::now();
+        loop {
+            if self.display("#{pane_dead}") == "1" {
+                return self.display("#{pane_dead_status}");
+            }
+            assert!(
+                start.elapsed() < SCREEN_TIMEOUT,
+                "tokenlens did not exit:\n{}",
+                strip_escapes(&self.capture())
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn strip_escapes(screen: &str) -> String {
+    let mut out = String::with_capacity(screen.len());
+    let mut chars = screen.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+fn tui_command(input: &Path, extra: &[&str]) -> String {
+    let mut parts = vec![BINARY.to_string(), "tui".into()];
+    parts.extend(model_arguments());
+    parts.extend(extra.iter().map(|s| s.to_string()));
+    parts.push(input.display().to_string());
+    parts
+        .iter()
+        .map(|p| shell_quote(p))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn tui_in_tmux_colours_words_and_follows_keys() {
+    let fixture = root().join("fixtures/tui/review.txt");
+    let tmux = Tmux::start(&tui_command(&fixture, &[]), 100, 30);
+    // Explained: the word list shows the strongest word at +1.00 (maxabs).
+    let screen = tmux.wait_for(&["review.txt", "unit 1/5", "words of unit 1", "wonderful", "+1.00"]);
+    let plain = strip_escapes(&screen);
+    assert!(!plain.contains("explaining"), "still explaining:\n{plain}");
+    assert!(
+        screen.contains("\u{1b}[48;2;"),
+        "words have truecolor backgrounds:\n{screen:?}"
+    );
+
+    tmux.send(&["c"]);
+    tmux.wait_for(&["target negative"]);
+    tmux.send(&["j", "j"]);
+    tmux.wait_for(&["unit 3/5", "words of unit 3"]);
+    tmux.send(&["?"]);
+    tmux.wait_for(&["keys — Esc closes", "contrast two classes"]);
+    tmux.send(&["Escape"]);
+    tmux.send(&["/", "café", "Enter"]);
+    tmux.wait_for(&["unit 4/5", "/café"]);
+    tmux.send(&["q"]);
+    assert_eq!(tmux.wait_for_exit(), "0", "q exits cleanly");
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "0",
+        "alternate screen left"
+    );
+    assert_eq!(
+        tmux.display("#{mouse_any_flag}"),
+        "0",
+        "mouse capture released"
+    );
+}
+
+#[test]
+fn tui_reads_stdin_and_honours_no_color() {
+    let fixture = root().join("fixtures/tui/review.txt");
+    let command = format!(
+        "cat {} | NO_COLOR=1 {}",
+        shell_quote(&fixture.display().to_string()),
+        tui_command(Path::new("-"), &["--unit", "paragraph"])
+    );
+    let tmux = Tmux::start(&command, 90, 24);
+    let screen = tmux.wait_for(&["<stdin>", "unit 1/3", "legend:"]);
+    assert!(
+        !screen.contains("48;2;"),
+        "NO_COLOR: no background colours:\n{screen:?}"
+    );
+    assert!(
+        !screen.contains("48;5;"),
+        "NO_COLOR: no indexed colours:\n{screen:?}"
+    );
+    tmux.send(&["C-c"]);
+    assert_eq!(tmux.wait_for_exit(), "0");
+}
+
+#[test]
+fn missing_and_binary_files_fail_before_the_ui_starts() {
+    let missing = Command::new(BINARY)
+        .args(["tui", "--model", "/nonexistent-model", "/no/such/file.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(3), "{missing:?}");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("tokenlens: could not read /no/such/file.txt"),
+        "{stderr}"
+    );
+
+    let binary = root().join("fixtures/golden/tiny-bert/model.safetensors");
+    let output = Command::new(BINARY)
+        .args(["tui", "--model", "/nonexistent-model"])
+        .arg(&binary)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("looks like a binary file"), "{stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing drawn: {:?}",
+        output.stdout
+    );
+}
