@@ -53,7 +53,7 @@ h1{font-size:1.2rem;margin:0 0 .4rem}
 .track{display:inline-block;width:8rem;height:.6rem;background:#eee;vertical-align:middle}
 .bar{display:block;height:100%;background:#777}
 .text{white-space:pre-wrap;font-size:1.05rem;margin:0}
-.w{border-radius:3px;padding:0 1px;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+.w{border-radius:3px;-webkit-print-color-adjust:exact;print-color-adjust:exact}
 ";
 
 impl HtmlWriter {
@@ -62,11 +62,12 @@ impl HtmlWriter {
         for strength in 1..=5i8 {
             for bucket in [Bucket(strength), Bucket(-strength)] {
                 if let Some(background) = self.palette.bucket_color(bucket) {
+                    // The shadow widens the shading without padding, which would shift the text.
                     css.push_str(&format!(
-                        ".{}{{background:{};color:{}}}\n",
+                        ".{}{{background:{bg};box-shadow:0 0 0 1px {bg};color:{}}}\n",
                         bucket_class(bucket),
-                        background.hex(),
-                        background.text_color().hex()
+                        background.text_color().hex(),
+                        bg = background.hex(),
                     ));
                 }
             }

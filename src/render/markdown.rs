@@ -3,7 +3,8 @@
 
 use std::io::{self, Write};
 
-use super::palette::Bucket;
+use super::ansi::PLAIN_MIN_STRENGTH;
+use super::palette::{Bucket, Scale};
 use super::scored::{
     Display, Outcome, Record, RecordWriter, ScoredText, explained_name, location,
     probability_summary,
@@ -36,6 +37,13 @@ fn superscript(bucket: Bucket) -> String {
 }
 
 impl MarkdownWriter {
+    /// Bold for every shaded word would bury the text; like plain ANSI, only strong words
+    /// (or the `--top-k` words) are marked.
+    fn marked(&self, bucket: Bucket) -> bool {
+        let strength = bucket.strength();
+        strength > 0 && (self.display.top_k.is_some() || strength >= PLAIN_MIN_STRENGTH)
+    }
+
     fn words(&self, text: &ScoredText) -> String {
         let mut body = String::with_capacity(text.text.len() * 2);
         let mut cursor = 0;
@@ -45,7 +53,7 @@ impl MarkdownWriter {
             }
             body.push_str(&escape(&text.text[cursor..word.start]));
             let shown = escape(&text.text[word.start..word.end]);
-            if word.bucket.strength() > 0 {
+            if self.marked(word.bucket) {
                 body.push_str(&format!("**{shown}**{}", superscript(word.bucket)));
             } else {
                 body.push_str(&shown);
@@ -69,13 +77,20 @@ impl RecordWriter for MarkdownWriter {
             .into_iter()
             .map(superscript)
             .collect();
+        let against = match self.display.scale {
+            Scale::Diverging => format!(", ⁻ {}", escape(&self.display.against_meaning)),
+            Scale::Sequential => String::new(),
+        };
+        let which = match self.display.top_k {
+            Some(_) => String::new(),
+            None => format!("; words of strength {PLAIN_MIN_STRENGTH}+ are bold"),
+        };
         writeln!(
             out,
-            "**Legend:** bold words carry the evidence; the superscript is the signed strength ({}): \
-             ⁺ {}, ⁻ {}. {}.\n",
+            "**Legend:** the superscript after a bold word is its signed strength ({}): ⁺ {}{against}. \
+             {}{which}.\n",
             scale.join(" "),
             escape(&self.display.for_meaning),
-            escape(&self.display.against_meaning),
             escape(&self.display.explanation())
         )
     }
