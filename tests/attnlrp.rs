@@ -23,10 +23,7 @@ fn zeros_like(t: &Tensor) -> Tensor {
 }
 
 fn without_bias(linear: &Linear) -> Linear {
-    Linear::new(
-        linear.weight().clone(),
-        linear.bias().map(|b| zeros_like(b)),
-    )
+    Linear::new(linear.weight().clone(), linear.bias().map(zeros_like))
 }
 
 /// The model with every bias of the encoder, pooler and classifier (LayerNorm β included) zero.
