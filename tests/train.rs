@@ -1,0 +1,253 @@
+//! `tokenlens train` on a small slice with the tiny golden BERT: the loss falls, the saved
+//! Hugging Face directory reloads with the logits the trainer computed, and user mistakes get
+//! errors that name the thing and the fix.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use candle_core::{DType, Device, Tensor};
+use tokenlens::bert::BertClassifier;
+use tokenlens::config::BertConfig;
+use tokenlens::model_dir::ModelFiles;
+use tokenlens::text::TextEncoder;
+use tokenlens::train::{self, Columns, TrainOptions};
+use tokenlens::weights::WeightStore;
+
+/// The first `rows` data lines of a fixtures/data file, header included.
+fn slice_of(file: &str, rows: usize) -> String {
+    let text = std::fs::read_to_string(common::root().join("fixtures/data").join(file)).unwrap();
+    text.lines()
+        .take(rows + 1)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The same rows as JSONL objects {"text": ..., "label": <number>}.
+fn as_jsonl(tsv: &str) -> String {
+    tsv.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let label: u32 = fields[0].parse().unwrap();
+            format!(
+                "{}\n",
+                serde_json::json!({"text": fields[2], "label": label})
+            )
+        })
+        .collect()
+}
+
+const TEXT_AND_LABEL: Columns = Columns {
+    text: "text",
+    label: "label",
+};
+
+#[test]
+fn short_run_lowers_the_loss_and_the_saved_model_reloads_with_identical_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train_path = tmp.path().join("train.tsv");
+    let dev_path = tmp.path().join("dev.jsonl");
+    std::fs::write(&train_path, slice_of("rt-snippets.train.tsv", 64)).unwrap();
+    std::fs::write(&dev_path, as_jsonl(&slice_of("rt-snippets.dev.tsv", 24))).unwrap();
+
+    let labels = vec!["negative".to_owned(), "positive".to_owned()];
+    let train_examples = train::examples(
+        train::read_rows(&train_path, TEXT_AND_LABEL).unwrap(),
+        &labels,
+        &train_path,
+    )
+    .unwrap();
+    let dev_examples = train::examples(
+        train::read_rows(&dev_path, TEXT_AND_LABEL).unwrap(),
+        &labels,
+        &dev_path,
+    )
+    .unwrap();
+    assert_eq!((train_examples.len(), dev_examples.len()), (64, 24));
+
+    let base = ModelFiles::from_dir(&common::tiny_bert_dir()).unwrap();
+    let out = tmp.path().join("model");
+    let options = TrainOptions {
+        epochs: 6,
+        learning_rate: 1e-3,
+        batch_size: 8,
+        // No dropout, so the fall of the loss is not hidden by mask noise.
+        dropout: 0.0,
+        ..TrainOptions::default()
+    };
+    let mut steps_seen = 0;
+    let report = train::train(
+        &base,
+        &labels,
+        &train_examples,
+        Some(&dev_examples),
+        &out,
+        &options,
+        &mut |event| {
+            if let train::TrainEvent::Step { .. } = event {
+                steps_seen += 1
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(steps_seen, 6 * 8);
+    assert_eq!(report.step_losses.len(), 6 * 8);
+    let first = report.epochs.first().unwrap().mean_loss;
+    let last = report.epochs.last().unwrap().mean_loss;
+    assert!(
+        last < 0.8 * first,
+        "mean training loss did not fall: epoch 1 {first:.4}, epoch 6 {last:.4}"
+    );
+    assert!(report.epochs.iter().all(|e| e.dev_accuracy.is_some()));
+    let saved = report.epochs.iter().filter(|e| e.saved).count();
+    assert!(saved >= 1 && report.epochs[report.best_epoch - 1].saved);
+
+    // The directory is a Hugging Face classifier with our labels and HF tensor names.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(config["id2label"]["1"], "positive");
+    assert_eq!(config["label2id"]["negative"], 0);
+    let tensors =
+        candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert!(tensors.contains_key("bert.encoder.layer.0.attention.self.query.weight"));
+    assert!(tensors.contains_key("bert.pooler.dense.weight"));
+    assert_eq!(tensors["classifier.weight"].dims(), [2, 32]);
+    assert!(tensors.values().all(|t| t.dtype() == DType::F32));
+
+    // Reloaded one text at a time, the model gives the logits the trainer computed in batches.
+    let files = ModelFiles::from_dir(&out).unwrap();
+    let config = BertConfig::from_file(&files.config).unwrap();
+    assert_eq!(config.labels, labels);
+    let store = WeightStore::load(&files.weights, DType::F32, &Device::Cpu).unwrap();
+    let model = BertClassifier::load(config, &store, DType::F32, &Device::Cpu).unwrap();
+    let encoder = TextEncoder::from_tokenizer_json(&out.join("tokenizer.json")).unwrap();
+    assert_eq!(report.saved_dev_logits.len(), dev_examples.len());
+    for (example, expected) in dev_examples.iter().zip(&report.saved_dev_logits) {
+        let mut ids = vec![encoder.cls_id];
+        ids.extend(encoder.pieces(&example.text).unwrap().iter().map(|p| p.id));
+        ids.push(encoder.sep_id);
+        let n = ids.len();
+        let ids = Tensor::from_vec(ids, (1, n), &Device::Cpu).unwrap();
+        let mask = Tensor::ones((1, n), DType::U32, &Device::Cpu).unwrap();
+        let logits = model.logits(&ids, &mask).unwrap().to_vec2::<f32>().unwrap();
+        for (a, b) in logits[0].iter().zip(expected) {
+            // Batches pad to their longest text; padded keys get exactly zero attention, so
+            // only the summation order of the kernels may differ.
+            assert!(
+                (a - b).abs() <= 1e-5,
+                "{:?}: reloaded logits {:?} vs trained {:?}",
+                example.text,
+                logits[0],
+                expected
+            );
+        }
+    }
+}
+
+fn tokenlens(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenlens"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TOKENLENS_MODEL")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_saves_float16_weights_that_the_engine_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("train.tsv"),
+        slice_of("rt-snippets.train.tsv", 16),
+    )
+    .unwrap();
+    let base = common::tiny_bert_dir();
+    let output = tokenlens(
+        &[
+            "train",
+            "--base",
+            base.to_str().unwrap(),
+            "--train",
+            "train.tsv",
+            "--labels",
+            "negative,positive",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--dtype",
+            "f16",
+            "--out",
+            "out",
+            "--quiet",
+        ],
+        tmp.path(),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.stderr.is_empty(), "--quiet printed something");
+    let out = tmp.path().join("out");
+    let tensors =
+        candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert!(tensors.values().all(|t| t.dtype() == DType::F16));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["torch_dtype"], "float16");
+    let explainer = tokenlens::Explainer::load(
+        out.to_str().unwrap(),
+        tokenlens::ExplainerOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(explainer.labels(), ["negative", "positive"]);
+    let probs = explainer.classify_batch(&["a fine film"]).unwrap();
+    assert!((probs[0].iter().sum::<f64>() - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn cli_errors_name_the_label_the_column_and_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad-label.tsv"),
+        "label\ttext\n0\tdull\nmaybe\tfine\n",
+    )
+    .unwrap();
+    let base = common::tiny_bert_dir();
+    let base = base.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "--base", base, "--out", "out"];
+        args.extend_from_slice(extra);
+        let output = tokenlens(&args, tmp.path());
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, stderr) = run(&["--train", "bad-label.tsv", "--labels", "negative,positive"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"maybe\"") && stderr.contains("line 3") && stderr.contains("--labels"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run(&["--train", "bad-label.tsv", "--text-column", "review"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"review\"") && stderr.contains("--text-column"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run(&["--train", "missing.tsv"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("missing.tsv"), "{stderr}");
+    assert!(
+        !tmp.path().join("out").exists(),
+        "nothing is written on error"
+    );
+}
