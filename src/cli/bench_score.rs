@@ -176,12 +176,12 @@ pub fn run(args: BenchScoreArgs) -> Result<i32> {
     let written = write!(
         out,
         "tokenlens bench-score: {} texts from {}\n\
-         model {model} · method {} · precision {:?} · device {} · {threads} threads\n\n\
+         model {model} · method {} · precision {} · device {} · {threads} threads\n\n\
          {:<14} {:>10} {:>9} {:>13}\n{table}speed-up of batching: {:.2}x\n",
         texts.len(),
         args.input.display(),
         args.method.name(),
-        args.model.precision,
+        format!("{:?}", args.model.precision).to_lowercase(),
         args.model.device,
         "mode",
         "batch size",
