@@ -142,18 +142,3 @@ fn plugin_paints_the_notification_with_overridable_groups_and_switches_target() 
     assert_eq!(report["target_after"], "neutral", "{report:#}");
     assert_eq!(report["document_color_enabled"], false);
 }
-
-#[test]
-fn neovim_plugin_palette_is_the_shared_palette() {
-    let source =
-        std::fs::read_to_string(root().join("editors/nvim/lua/tokenlens/init.lua")).unwrap();
-    for (bucket, bg, fg) in palette_hex() {
-        let name = format!(
-            "{}{}",
-            if bucket < 0 { "Neg" } else { "Pos" },
-            bucket.unsigned_abs()
-        );
-        let line = format!("{name} = {{ bg = '{bg}', fg = '{fg}' }}");
-        assert!(source.contains(&line), "editors/nvim lacks `{line}`");
-    }
-}

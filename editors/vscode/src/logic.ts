@@ -44,6 +44,8 @@ export const METHODS = [
   'attention_gradcam',
   'gradient_rollout_iccv21',
   'gradient_x_input',
+  'attnlrp',
+  'cplrp',
 ] as const;
 
 export const SCORES_NOTIFICATION = 'tokenlens/publishScores';

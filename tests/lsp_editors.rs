@@ -1,0 +1,103 @@
+//! The editor clients under `editors/` use the shared palette and the server's names.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use tokenlens::Method;
+use tokenlens::lsp::features::SEMANTIC_MODIFIERS;
+use tokenlens::render::palette::{Bucket, Palette};
+
+fn read(path: &str) -> String {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+/// (bucket, background hex, text hex) for the ten marked buckets.
+fn palette() -> Vec<(i8, String, String)> {
+    (-5i8..=5)
+        .filter(|&b| b != 0)
+        .map(|b| {
+            let c = Palette::BlueOrange.bucket_color(Bucket(b)).unwrap();
+            (b, c.hex(), c.text_color().hex())
+        })
+        .collect()
+}
+
+fn vscode_package() -> Value {
+    serde_json::from_str(&read("editors/vscode/package.json")).unwrap()
+}
+
+#[test]
+fn vscode_contributed_colors_are_the_palette() {
+    let package = vscode_package();
+    let colors = package["contributes"]["colors"].as_array().unwrap();
+    assert_eq!(colors.len(), 10);
+    for (bucket, hex, _) in palette() {
+        let id = format!(
+            "tokenlens.{}{}",
+            if bucket < 0 { "negative" } else { "positive" },
+            bucket.unsigned_abs()
+        );
+        let color = colors
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("package.json lacks colour {id}"));
+        for theme in ["dark", "light", "highContrast", "highContrastLight"] {
+            assert_eq!(color["defaults"][theme], hex, "{id} ({theme})");
+        }
+    }
+}
+
+#[test]
+fn vscode_settings_and_semantic_legend_match_the_server() {
+    let package = vscode_package();
+    let contributes = &package["contributes"];
+    let methods: Vec<&str> = contributes["configuration"]["properties"]["tokenlens.method"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert_eq!(methods, Method::names());
+    let modifiers: Vec<&str> = contributes["semanticTokenModifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(modifiers, SEMANTIC_MODIFIERS);
+    let logic = read("editors/vscode/src/logic.ts");
+    for method in Method::names() {
+        assert!(
+            logic.contains(&format!("'{method}'")),
+            "logic.ts METHODS lacks {method}"
+        );
+    }
+}
+
+#[test]
+fn neovim_plugin_palette_is_the_shared_palette() {
+    let source = read("editors/nvim/lua/tokenlens/init.lua");
+    for (bucket, bg, fg) in palette() {
+        let name = format!(
+            "{}{}",
+            if bucket < 0 { "Neg" } else { "Pos" },
+            bucket.unsigned_abs()
+        );
+        let line = format!("{name} = {{ bg = '{bg}', fg = '{fg}' }}");
+        assert!(source.contains(&line), "editors/nvim lacks `{line}`");
+    }
+}
+
+#[test]
+fn emacs_faces_are_the_shared_palette() {
+    let source = read("editors/emacs/tokenlens.el");
+    for (bucket, bg, fg) in palette() {
+        let face = format!(
+            "(defface tokenlens-{}-{} '((t :background \"{bg}\" :foreground \"{fg}\"))",
+            if bucket < 0 { "neg" } else { "pos" },
+            bucket.unsigned_abs()
+        );
+        assert!(source.contains(&face), "editors/emacs lacks `{face}`");
+    }
+}
