@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{D, DType, Device, Module, Tensor, Var};
+use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::Linear;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -153,6 +153,8 @@ pub struct LayerActivations {
     pub attention_normed: Tensor,
     /// Activation output of the intermediate layer [B, N, F].
     pub intermediate_act: Tensor,
+    /// Input of the activation (intermediate dense output) [B, N, F], for the backward pass.
+    pub intermediate_pre: Tensor,
     /// Output of the output dense layer [B, N, D].
     pub output_dense: Tensor,
 }
@@ -184,6 +186,37 @@ pub struct Gradients {
     pub probs: Vec<Tensor>,
     /// ∂y_c/∂e at the encoder input [B, N, D].
     pub embedded: Tensor,
+}
+
+/// `x Wᵀ + b` for x of any rank, as one 2-D matmul: candle's batched matmul would copy the
+/// broadcast weight for every call.
+pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    let w = layer.weight();
+    let (out_dim, in_dim) = w.dims2()?;
+    let mut shape = x.dims().to_vec();
+    let rows = x.elem_count() / in_dim;
+    let y = x.reshape((rows, in_dim))?.matmul(&w.t()?)?;
+    let y = match layer.bias() {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    if let Some(last) = shape.last_mut() {
+        *last = out_dim;
+    }
+    Ok(y.reshape(shape)?)
+}
+
+/// `dy W` for y = x Wᵀ + b: the gradient with respect to the input of a dense layer.
+pub fn dense_input_grad(layer: &Linear, dy: &Tensor) -> Result<Tensor> {
+    let w = layer.weight();
+    let (out_dim, in_dim) = w.dims2()?;
+    let mut shape = dy.dims().to_vec();
+    let rows = dy.elem_count() / out_dim;
+    let dx = dy.reshape((rows, out_dim))?.matmul(w)?;
+    if let Some(last) = shape.last_mut() {
+        *last = in_dim;
+    }
+    Ok(dx.reshape(shape)?)
 }
 
 fn linear(store: &WeightStore, name: &str, out_dim: usize, in_dim: usize) -> Result<Linear> {
@@ -336,9 +369,9 @@ impl BertClassifier {
                     .transpose(1, 2)?
                     .contiguous()?)
             };
-            let query = split_heads(layer.query.forward(&hidden)?)?;
-            let key = split_heads(layer.key.forward(&hidden)?)?;
-            let value = split_heads(layer.value.forward(&hidden)?)?;
+            let query = split_heads(dense(&layer.query, &hidden)?)?;
+            let key = split_heads(dense(&layer.key, &hidden)?)?;
+            let value = split_heads(dense(&layer.value, &hidden)?)?;
             let scores = (query.matmul(&key.t()?.contiguous()?)? / scale)?;
             let masked = scores.broadcast_add(&extended_mask)?;
             let probs = candle_nn::ops::softmax(&masked, D::Minus1)?;
@@ -358,13 +391,13 @@ impl BertClassifier {
                 .contiguous()?
                 .reshape((batch, len, d))?;
             let attention_dense =
-                self.training_dropout(layer.attention_output.forward(&context)?)?;
+                self.training_dropout(dense(&layer.attention_output, &context)?)?;
             let attention_normed = layer
                 .attention_norm
                 .forward(&(&attention_dense + &hidden)?)?;
-            let intermediate_act =
-                self.activation(&layer.intermediate.forward(&attention_normed)?)?;
-            let output_dense = self.training_dropout(layer.output.forward(&intermediate_act)?)?;
+            let intermediate_pre = dense(&layer.intermediate, &attention_normed)?;
+            let intermediate_act = self.activation(&intermediate_pre)?;
+            let output_dense = self.training_dropout(dense(&layer.output, &intermediate_act)?)?;
             let next = layer
                 .output_norm
                 .forward(&(&output_dense + &attention_normed)?)?;
@@ -379,15 +412,14 @@ impl BertClassifier {
                 attention_dense,
                 attention_normed,
                 intermediate_act,
+                intermediate_pre,
                 output_dense,
             });
             hidden = next;
         }
         let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
-        let pooled = self.pooler.forward(&cls)?.tanh()?;
-        let logits = self
-            .classifier
-            .forward(&self.training_dropout(pooled.clone())?)?;
+        let pooled = dense(&self.pooler, &cls)?.tanh()?;
+        let logits = dense(&self.classifier, &self.training_dropout(pooled.clone())?)?;
         Ok(ForwardPass {
             embedded,
             extended_mask,

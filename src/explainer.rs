@@ -241,6 +241,9 @@ impl Explainer {
             start = end;
         }
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if self.options.cache_capacity == 0 {
+            return Ok(results.into_iter().map(|r| r.expect("every text explained")).collect());
+        }
         if cache.len() + todo.len() > self.options.cache_capacity {
             cache.clear();
         }
@@ -303,8 +306,7 @@ impl Explainer {
             }
         }
         let (ids, mask, lengths) = self.batch_tensors(&sequences)?;
-        let needs_gradients = methods.iter().any(|m| m.needs_gradients());
-        let pass = self.model.forward(&ids, &mask, needs_gradients)?;
+        let pass = self.model.forward(&ids, &mask, false)?;
         let window_logits: Vec<Vec<f64>> =
             pass.logits.to_dtype(candle_core::DType::F64)?.to_vec2()?;
 
@@ -329,17 +331,15 @@ impl Explainer {
             }
         };
         let targets: Vec<usize> = owner.iter().map(|&d| doc_target[d]).collect();
-        let gradients = if needs_gradients {
-            Some(pass.gradients(&targets)?)
-        } else {
-            None
-        };
+        let gradients = methods::gradients_for(methods, &self.model, &pass, &targets)?;
         let relevance = methods::propagate_for(methods, &self.model, &pass, &targets)?;
+        let patched = methods::patched_for(methods, &self.model, &pass, &targets)?;
         let inputs = MethodInputs {
             model: &self.model,
             pass: &pass,
             gradients: gradients.as_ref(),
             relevance: relevance.as_ref(),
+            patched: &patched,
         };
         // scores[method][sequence] = vector over that window's positions.
         let mut window_scores = Vec::with_capacity(methods.len());
@@ -350,7 +350,6 @@ impl Explainer {
             }
             window_scores.push(per_seq);
         }
-
         let mut out = Vec::with_capacity(docs.len());
         let mut first_seq = 0;
         for (d, doc) in docs.iter().enumerate() {

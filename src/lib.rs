@@ -3,13 +3,17 @@
 //! The engine (model loading, instrumented forward, relevance methods, segmentation, word
 //! alignment) is here; the command-line front-ends live in `main.rs` and `cli/`.
 
+pub mod attnlrp;
+pub mod backward;
 pub mod bert;
 pub mod cli;
 pub mod config;
 pub mod default_model;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod explainer;
+pub mod lsp;
 pub mod methods;
 pub mod model_dir;
 pub mod relprop;

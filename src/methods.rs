@@ -3,6 +3,8 @@
 
 use candle_core::{DType, IndexOp, Tensor};
 
+use crate::attnlrp::{self, Rules};
+use crate::backward::{self, GradientDepth};
 use crate::bert::{BertClassifier, ForwardPass, Gradients};
 use crate::error::{Error, Result};
 use crate::relprop::{self, Depth, Relevance};
@@ -23,10 +25,15 @@ pub enum Method {
     /// Chefer et al. ICCV'21 generic gradient-weighted attention rollout.
     GradientRolloutIccv21,
     GradientXInput,
+    /// AttnLRP (Achtibat et al. 2024): gradient × input through a patched forward pass
+    /// (`attnlrp.rs`), read out at the encoder input.
+    AttnLrp,
+    /// CP-LRP (Ali et al. 2022): as AttnLRP with the attention probabilities held constant.
+    CpLrp,
 }
 
 impl Method {
-    pub const ALL: [Method; 9] = [
+    pub const ALL: [Method; 11] = [
         Method::CheferLrpAllLayers,
         Method::CheferLrpLastLayerRollout,
         Method::PartialLrpLastLayer,
@@ -36,6 +43,8 @@ impl Method {
         Method::AttentionGradcam,
         Method::GradientRolloutIccv21,
         Method::GradientXInput,
+        Method::AttnLrp,
+        Method::CpLrp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +58,8 @@ impl Method {
             Method::AttentionGradcam => "attention_gradcam",
             Method::GradientRolloutIccv21 => "gradient_rollout_iccv21",
             Method::GradientXInput => "gradient_x_input",
+            Method::AttnLrp => "attnlrp",
+            Method::CpLrp => "cplrp",
         }
     }
 
@@ -58,7 +69,10 @@ impl Method {
 
     /// Signed methods can give negative scores; the others are non-negative by construction.
     pub fn is_signed(self) -> bool {
-        matches!(self, Method::FullLrp | Method::GradientXInput)
+        matches!(
+            self,
+            Method::FullLrp | Method::GradientXInput | Method::AttnLrp | Method::CpLrp
+        )
     }
 
     /// Whether the scores depend on the target class.
@@ -80,6 +94,25 @@ impl Method {
         )
     }
 
+    /// How deep the backward pass must go, if the method needs gradients at all.
+    pub fn gradient_depth(self, layers: usize) -> Option<GradientDepth> {
+        let attention_from = |lowest| GradientDepth {
+            lowest_attention_layer: lowest,
+            encoder_input: false,
+        };
+        match self {
+            Method::CheferLrpAllLayers | Method::GradientRolloutIccv21 => Some(attention_from(0)),
+            Method::CheferLrpLastLayerRollout | Method::AttentionGradcam => {
+                Some(attention_from(layers - 1))
+            }
+            Method::GradientXInput => Some(GradientDepth {
+                lowest_attention_layer: 0,
+                encoder_input: true,
+            }),
+            _ => None,
+        }
+    }
+
     /// How deep relevance propagation must go, if the method needs it at all.
     pub fn relprop_depth(self, layers: usize) -> Option<Depth> {
         match self {
@@ -88,6 +121,15 @@ impl Method {
                 Some(Depth::AttentionOfLayer(layers - 1))
             }
             Method::FullLrp => Some(Depth::EncoderInput),
+            _ => None,
+        }
+    }
+
+    /// The rule set of the methods computed by a patched forward pass (`attnlrp.rs`).
+    pub fn patched_rules(self) -> Option<Rules> {
+        match self {
+            Method::AttnLrp => Some(Rules::AttnLrp),
+            Method::CpLrp => Some(Rules::CpLrp),
             _ => None,
         }
     }
@@ -166,6 +208,8 @@ pub struct MethodInputs<'a> {
     pub pass: &'a ForwardPass,
     pub gradients: Option<&'a Gradients>,
     pub relevance: Option<&'a Relevance>,
+    /// Token relevance [B, N] of the patched-forward methods in the list (see [`patched_for`]).
+    pub patched: &'a [(Method, Tensor)],
 }
 
 fn missing(what: &str, method: Method) -> Error {
@@ -255,11 +299,38 @@ pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Re
             let grad = g.embedded.i(b)?.narrow(0, 0, len)?;
             return Ok((e * grad)?.to_dtype(DType::F64)?.sum(1)?.to_vec1()?);
         }
+        Method::AttnLrp | Method::CpLrp => {
+            let (_, relevance) = inputs
+                .patched
+                .iter()
+                .find(|(m, _)| *m == method)
+                .ok_or_else(|| missing("patched relevance", method))?;
+            return Ok(relevance.i(b)?.narrow(0, 0, len)?.to_vec1()?);
+        }
     };
     if !out.is_empty() {
         out[0] = 0.0;
     }
     Ok(out)
+}
+
+/// The hand-written backward pass, as deep as the deepest of `methods` needs it.
+pub fn gradients_for(
+    methods: &[Method],
+    model: &BertClassifier,
+    pass: &ForwardPass,
+    targets: &[usize],
+) -> Result<Option<Gradients>> {
+    let layers = model.layers.len();
+    let depths: Vec<GradientDepth> = methods.iter().filter_map(|m| m.gradient_depth(layers)).collect();
+    if depths.is_empty() {
+        return Ok(None);
+    }
+    let depth = GradientDepth {
+        lowest_attention_layer: depths.iter().map(|d| d.lowest_attention_layer).min().unwrap_or(0),
+        encoder_input: depths.iter().any(|d| d.encoder_input),
+    };
+    Ok(Some(backward::gradients(model, pass, targets, depth)?))
 }
 
 /// Runs relevance propagation when any of `methods` needs it.
@@ -273,4 +344,18 @@ pub fn propagate_for(
         Some(depth) => Ok(Some(relprop::propagate(model, pass, targets, depth)?)),
         None => Ok(None),
     }
+}
+
+/// Runs the patched forward/backward pass of every patched-forward method in `methods`.
+pub fn patched_for(
+    methods: &[Method],
+    model: &BertClassifier,
+    pass: &ForwardPass,
+    targets: &[usize],
+) -> Result<Vec<(Method, Tensor)>> {
+    methods
+        .iter()
+        .filter_map(|&m| m.patched_rules().map(|rules| (m, rules)))
+        .map(|(m, rules)| Ok((m, attnlrp::token_relevance(model, pass, targets, rules)?)))
+        .collect()
 }

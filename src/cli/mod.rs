@@ -1,6 +1,9 @@
 //! Command-line front-ends. Each subcommand is a thin adapter over [`crate::Explainer`].
 
 pub mod bench_score;
+pub mod eval;
+pub mod lsp;
+pub mod bench;
 pub mod score;
 pub mod train;
 pub mod tui;
@@ -40,8 +43,14 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Fine-tune a BERT encoder into a text classifier on labelled TSV or JSONL.
     Train(train::TrainArgs),
+    /// Benchmark explanation time and peak memory per sequence length (prints a table).
+    Bench(bench::BenchArgs),
+    /// Measure model accuracy and the faithfulness of every method on a labelled TSV file.
+    Eval(eval::EvalArgs),
     /// Measure `score` throughput (sentences/s), one text per call versus batched.
     BenchScore(bench_score::BenchScoreArgs),
+    /// Run the language server on stdin/stdout (see docs/lsp.md).
+    Lsp(lsp::LspArgs),
     /// Open a text file in an interactive terminal view, each word coloured by its relevance.
     Tui(tui::TuiArgs),
 }
@@ -119,7 +128,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Score(args) => score::run(args),
         Command::Train(args) => train::run(args),
         Command::Tui(args) => tui::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::BenchScore(args) => bench_score::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Lsp(args) => lsp::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,353 @@
+//! Engine properties beyond the golden values: batching, gradients, word offsets, windows,
+//! weight formats and the errors for malformed model directories.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use common::*;
+use tokenlens::backward::{self, GradientDepth};
+use tokenlens::model_dir::ModelFiles;
+use tokenlens::{Error, Explainer, ExplainerOptions, Method, Precision, Target};
+
+fn explainer_with(dir: &Path, precision: Precision, max_tokens: Option<usize>) -> Explainer {
+    let options = ExplainerOptions {
+        precision,
+        max_tokens,
+        ..Default::default()
+    };
+    Explainer::load(&path_str(dir), options).unwrap()
+}
+
+fn max_abs(v: &[f64]) -> f64 {
+    v.iter()
+        .filter(|x| x.is_finite())
+        .fold(0f64, |m, x| m.max(x.abs()))
+}
+
+const TEXTS: [&str; 5] = [
+    "A wonderful, heartfelt film.",
+    "This was the worst meal I have ever had, and the waiter was rude about it.",
+    "Brilliant",
+    "The café served a naïve but charming crème brûlée 😍",
+    "Honestly, it was not bad at all. I would go again, maybe next week with friends.",
+];
+
+#[test]
+fn a_padded_batch_gives_each_text_its_single_result() {
+    for dir in [tiny_bert_dir(), minilm_head_dir()] {
+        let explainer = explainer_with(&dir, Precision::F64, None);
+        for target in [Target::Predicted, Target::Class(1)] {
+            let batched = explainer
+                .explain_batch(&TEXTS, &Method::ALL, target)
+                .unwrap();
+            for (text, batch_result) in TEXTS.iter().zip(&batched) {
+                let single = explainer_with(&dir, Precision::F64, None)
+                    .explain(text, &Method::ALL, target)
+                    .unwrap();
+                assert_eq!(single.tokens, batch_result.tokens);
+                check_close(&batch_result.logits, &single.logits, 1e-12, 0.0).unwrap();
+                for (a, b) in single.attributions.iter().zip(&batch_result.attributions) {
+                    check_close(&b.token_scores, &a.token_scores, 1e-9, 1e-9)
+                        .unwrap_or_else(|e| panic!("{} {text:?} {}: {e}", dir.display(), a.method));
+                }
+            }
+        }
+    }
+}
+
+/// The hand-written backward pass equals candle's autograd, and both equal central finite
+/// differences of the target logit with respect to the encoder input.
+#[test]
+fn gradients_equal_autograd_and_finite_differences() {
+    let explainer = explainer_with(&tiny_bert_dir(), Precision::F64, None);
+    let model = explainer.model();
+    let ids = Tensor::new(
+        &[[101u32, 1037, 6919, 1010, 2540, 7959, 2143, 1012, 102]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mask = ids.ones_like().unwrap();
+    let target = [2usize];
+    let autograd_pass = model.forward(&ids, &mask, true).unwrap();
+    let autograd = autograd_pass.gradients(&target).unwrap();
+    let plain = model.forward(&ids, &mask, false).unwrap();
+    let depth = GradientDepth {
+        lowest_attention_layer: 0,
+        encoder_input: true,
+    };
+    let manual = backward::gradients(model, &plain, &target, depth).unwrap();
+    for (a, m) in autograd.probs.iter().zip(&manual.probs) {
+        let diff = (a - m)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let scale = a
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(diff <= 1e-12 * scale.max(1.0), "dL/dP differs by {diff}");
+    }
+    let grad_e = manual.embedded.to_vec3::<f64>().unwrap();
+    let auto_e = autograd.embedded.to_vec3::<f64>().unwrap();
+    let embedded = model.embed(&ids).unwrap();
+    let step = 1e-6;
+    for &(pos, dim) in &[(0usize, 0usize), (1, 5), (3, 17), (8, 31), (4, 2)] {
+        let logit_at = |delta: f64| -> f64 {
+            let mut bump = vec![0f64; embedded.elem_count()];
+            bump[pos * 32 + dim] = delta;
+            let bumped = (&embedded
+                + Tensor::from_vec(bump, embedded.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+            let logits = model.forward_embedded(bumped, &mask, false).unwrap().logits;
+            logits
+                .i((0, target[0]))
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let numeric = (logit_at(step) - logit_at(-step)) / (2.0 * step);
+        let analytic = grad_e[0][pos][dim];
+        assert!(
+            (numeric - analytic).abs() <= 1e-6 * analytic.abs().max(1e-3),
+            "({pos},{dim}): {numeric} vs {analytic}"
+        );
+        assert!(
+            (auto_e[0][pos][dim] - analytic).abs() <= 1e-12,
+            "autograd vs manual at ({pos},{dim})"
+        );
+    }
+    assert!(
+        autograd_pass.logits.track_op(),
+        "logits must be on the autograd graph"
+    );
+}
+
+#[test]
+fn words_and_tokens_point_at_their_text() {
+    let explainer = explainer_with(&tiny_bert_dir(), Precision::F32, None);
+    let texts = [
+        "Wait... what?! No way — that's brilliant!!!",
+        "日本語のテキスト and English, mixed.",
+        "tabs\tand  double  spaces, \"quotes\" (parens) [UNK-ish] 😍😍",
+        "Ünïcödé ÀÉÎÕÜ straße",
+    ];
+    for text in texts {
+        let e = explainer
+            .explain(text, &[Method::GradientXInput], Target::Predicted)
+            .unwrap();
+        assert!(!e.words.is_empty());
+        for w in &e.words {
+            assert_eq!(&text[w.start..w.end], w.text, "{text:?}");
+            assert!(!w.text.trim().is_empty());
+            for &t in &w.tokens {
+                let tok = &e.tokens[t];
+                assert!(!tok.special && tok.start >= w.start && tok.end <= w.end);
+            }
+        }
+        // Every non-special token belongs to exactly one word.
+        let mut owners = vec![0; e.tokens.len()];
+        e.words
+            .iter()
+            .flat_map(|w| &w.tokens)
+            .for_each(|&t| owners[t] += 1);
+        for (t, tok) in e.tokens.iter().enumerate() {
+            assert_eq!(
+                owners[t],
+                usize::from(!tok.special),
+                "{text:?} token {}",
+                tok.token
+            );
+        }
+        let a = e.attribution(Method::GradientXInput).unwrap();
+        let word_total: f64 = a.word_scores.iter().sum();
+        let piece_total: f64 = a.token_scores[1..a.token_scores.len() - 1].iter().sum();
+        assert!(
+            (word_total - piece_total).abs() < 1e-9,
+            "sum aggregation keeps the total"
+        );
+    }
+}
+
+#[test]
+fn long_texts_are_windowed_and_every_token_is_scored() {
+    let long: String = (0..60)
+        .map(|i| format!("sentence {i} was quite good but slow. "))
+        .collect();
+    let windowed = explainer_with(&tiny_bert_dir(), Precision::F64, Some(32));
+    let e = windowed
+        .explain(&long, &Method::ALL, Target::Class(0))
+        .unwrap();
+    let pieces = windowed.encoder().pieces(&long).unwrap().len();
+    assert!(pieces > 200);
+    assert_eq!(e.tokens.len(), pieces + 2);
+    assert!(
+        e.windows >= pieces / 30,
+        "{} windows for {pieces} pieces",
+        e.windows
+    );
+    for a in &e.attributions {
+        assert_eq!(a.token_scores.len(), pieces + 2);
+        if a.method != "attention_gradcam" {
+            assert!(a.token_scores.iter().all(|s| s.is_finite()), "{}", a.method);
+        }
+    }
+    // A text that fits is one window and identical to the unwindowed explanation.
+    let short = "A wonderful, heartfelt film.";
+    let a = windowed
+        .explain(short, &Method::ALL, Target::Class(0))
+        .unwrap();
+    let b = explainer_with(&tiny_bert_dir(), Precision::F64, None)
+        .explain(short, &Method::ALL, Target::Class(0))
+        .unwrap();
+    assert_eq!(a.windows, 1);
+    assert_eq!(a, b);
+    // Beyond the model's 512 positions, windows are used without being asked for.
+    let very_long: String = (0..120).map(|_| "good movie, bad popcorn. ").collect();
+    let e = explainer_with(&tiny_bert_dir(), Precision::F32, None)
+        .explain(&very_long, &[Method::CheferLrpAllLayers], Target::Predicted)
+        .unwrap();
+    assert!(e.windows >= 2);
+    assert_eq!(max_abs(&e.attributions[0].token_scores) > 0.0, true);
+}
+
+fn temp_model_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tokenlens-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(tiny_bert_dir().join(file), dir.join(file)).unwrap();
+    }
+    dir
+}
+
+fn logits_of(dir: &Path) -> Vec<f64> {
+    explainer_with(dir, Precision::F32, None)
+        .explain("A wonderful, heartfelt film.", &[], Target::Predicted)
+        .unwrap()
+        .logits
+}
+
+#[test]
+fn half_precision_pytorch_and_vocab_only_models_load() {
+    let reference = logits_of(&tiny_bert_dir());
+    let tensors =
+        candle_core::safetensors::load(tiny_bert_dir().join("model.safetensors"), &Device::Cpu)
+            .unwrap();
+    for (name, dtype, tol) in [("f16", DType::F16, 2e-2), ("bf16", DType::BF16, 1e-1)] {
+        let dir = temp_model_dir(name);
+        let converted: std::collections::HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_dtype(dtype).unwrap()))
+            .collect();
+        candle_core::safetensors::save(&converted, dir.join("model.safetensors")).unwrap();
+        let logits = logits_of(&dir);
+        check_close(&logits, &reference, tol, 0.0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_ne!(logits, reference, "{name} weights must actually be rounded");
+    }
+    // pytorch_model.bin (torch.save zip format) with vocab.txt instead of tokenizer.json.
+    let dir = temp_model_dir("pth");
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    std::fs::copy(tiny_bert_dir().join("vocab.txt"), dir.join("vocab.txt")).unwrap();
+    let status = std::process::Command::new("python3")
+        .arg(root().join("tests/support/safetensors_to_pytorch_bin.py"))
+        .arg(tiny_bert_dir().join("model.safetensors"))
+        .arg(dir.join("pytorch_model.bin"))
+        .status()
+        .expect("python3 is needed to write a PyTorch checkpoint for this test");
+    assert!(status.success());
+    assert_eq!(logits_of(&dir), reference);
+}
+
+#[test]
+fn malformed_model_directories_name_the_problem() {
+    let load = |dir: &Path| {
+        Explainer::load(&path_str(dir), ExplainerOptions::default())
+            .err()
+            .unwrap()
+    };
+
+    let empty = temp_model_dir("no-config");
+    std::fs::remove_file(empty.join("config.json")).unwrap();
+    let err = load(&empty);
+    assert!(
+        matches!(err, Error::MissingModelFile { ref file, .. } if file == "config.json"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 3);
+
+    let no_weights = temp_model_dir("no-weights");
+    let err = load(&no_weights);
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
+
+    let no_tokenizer = temp_model_dir("no-tokenizer");
+    std::fs::copy(
+        tiny_bert_dir().join("model.safetensors"),
+        no_tokenizer.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::remove_file(no_tokenizer.join("tokenizer.json")).unwrap();
+    assert!(load(&no_tokenizer).to_string().contains("vocab.txt"));
+
+    let gpt = temp_model_dir("gpt");
+    std::fs::copy(
+        tiny_bert_dir().join("model.safetensors"),
+        gpt.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(gpt.join("config.json"), r#"{"architectures":["GPT2LMHeadModel"],"vocab_size":1,"hidden_size":4,"num_hidden_layers":1,"num_attention_heads":1,"intermediate_size":4}"#).unwrap();
+    let err = load(&gpt);
+    assert!(
+        matches!(err, Error::UnsupportedArchitecture { .. })
+            && err.to_string().contains("BertForSequenceClassification"),
+        "{err}"
+    );
+
+    let wrong_shape = temp_model_dir("shape");
+    std::fs::copy(
+        tiny_bert_dir().join("model.safetensors"),
+        wrong_shape.join("model.safetensors"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(tiny_bert_dir().join("config.json")).unwrap();
+    std::fs::write(
+        wrong_shape.join("config.json"),
+        config.replace("\"intermediate_size\": 64", "\"intermediate_size\": 65"),
+    )
+    .unwrap();
+    let err = load(&wrong_shape);
+    assert!(
+        matches!(err, Error::ShapeMismatch { ref name, .. } if name.contains("intermediate")),
+        "{err}"
+    );
+
+    let missing_tensor = temp_model_dir("missing-tensor");
+    let mut tensors =
+        candle_core::safetensors::load(tiny_bert_dir().join("model.safetensors"), &Device::Cpu)
+            .unwrap();
+    tensors.remove("classifier.weight");
+    candle_core::safetensors::save(&tensors, missing_tensor.join("model.safetensors")).unwrap();
+    let err = load(&missing_tensor);
+    assert!(
+        matches!(err, Error::MissingTensor { ref name, .. } if name == "classifier.weight"),
+        "{err}"
+    );
+
+    let corrupt = temp_model_dir("corrupt");
+    std::fs::write(corrupt.join("model.safetensors"), b"not a safetensors file").unwrap();
+    assert!(matches!(load(&corrupt), Error::BadWeights { .. }));
+
+    let not_there = ModelFiles::resolve("./no/such/model-dir").unwrap_err();
+    assert!(
+        not_there.to_string().contains("does not exist"),
+        "{not_there}"
+    );
+}
