@@ -26,6 +26,23 @@ fn model_arguments() -> Vec<String> {
     }
 }
 
+/// The labels of the model the test runs (the default model's may differ from tiny-bert's).
+fn model_labels() -> Vec<String> {
+    let files = match tokenlens::default_model::files() {
+        Ok(files) => files,
+        Err(_) => tokenlens::model_dir::ModelFiles::resolve(
+            root()
+                .join("fixtures/golden/tiny-bert")
+                .to_str()
+                .expect("UTF-8 path"),
+        )
+        .expect("tiny-bert fixture"),
+    };
+    tokenlens::config::BertConfig::from_file(&files.config)
+        .expect("model config")
+        .labels
+}
+
 /// A tmux server of our own (its own socket), killed when the test ends.
 struct Tmux {
     socket: String,
@@ -92,11 +109,18 @@ impl Tmux {
 
     /// Waits until the plain screen contains every one of `needles`; returns the screen.
     fn wait_for(&self, needles: &[&str]) -> String {
+        self.wait_for_without(needles, &[])
+    }
+
+    /// Waits until the plain screen contains every one of `needles` and none of `absent`.
+    fn wait_for_without(&self, needles: &[&str], absent: &[&str]) -> String {
         let start = Instant::now();
         loop {
             let screen = self.capture();
             let plain = strip_escapes(&screen);
-            if needles.iter().all(|n| plain.contains(n)) {
+            if needles.iter().all(|n| plain.contains(n))
+                && !absent.iter().any(|a| plain.contains(a))
+            {
                 return screen;
             }
             assert!(
@@ -107,11 +131,25 @@ impl Tmux {
         }
     }
 
+    /// The exit status once the program ended ("signal N" if a signal ended it).
     fn wait_for_exit(&self) -> String {
         let start = Instant::now();
+        let mut dead_since: Option<Instant> = None;
         loop {
+            // tmux may mark the pane dead a moment before it records the exit status.
+            let status = self.display("#{pane_dead_status}");
+            let signal = self.display("#{pane_dead_signal}");
             if self.display("#{pane_dead}") == "1" {
-                return self.display("#{pane_dead_status}");
+                if !status.is_empty() {
+                    return status;
+                }
+                if !signal.is_empty() {
+                    return format!("signal {signal}");
+                }
+                let since = *dead_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(2) {
+                    return "exited, status unknown".into();
+                }
             }
             assert!(
                 start.elapsed() < SCREEN_TIMEOUT,
@@ -176,21 +214,31 @@ fn tui_in_tmux_colours_words_and_follows_keys() {
     let fixture = root().join("fixtures/tui/review.txt");
     let tmux = Tmux::start(&tui_command(&fixture, &[]), 100, 30);
     // Explained: the word list shows the strongest word at +1.00 (maxabs).
-    let screen = tmux.wait_for(&["review.txt", "unit 1/5", "words of unit 1", "wonderful", "+1.00"]);
-    let plain = strip_escapes(&screen);
-    assert!(!plain.contains("explaining"), "still explaining:\n{plain}");
+    let screen = tmux.wait_for_without(
+        &[
+            "review.txt",
+            "unit 1/5",
+            "words of unit 1",
+            "wonderful",
+            "+1.00",
+        ],
+        &["explaining"],
+    );
     assert!(
         screen.contains("\u{1b}[48;2;"),
         "words have truecolor backgrounds:\n{screen:?}"
     );
 
     tmux.send(&["c"]);
-    tmux.wait_for(&["target negative"]);
+    let first_class = format!("target {}", model_labels()[0]);
+    tmux.wait_for(&[&first_class]);
     tmux.send(&["j", "j"]);
     tmux.wait_for(&["unit 3/5", "words of unit 3"]);
     tmux.send(&["?"]);
     tmux.wait_for(&["keys — Esc closes", "contrast two classes"]);
     tmux.send(&["Escape"]);
+    // Wait for Esc to land: a key sent right behind it would read as Alt+key.
+    tmux.wait_for_without(&["unit 3/5"], &["keys — Esc closes"]);
     tmux.send(&["/", "café", "Enter"]);
     tmux.wait_for(&["unit 4/5", "/café"]);
     tmux.send(&["q"]);

@@ -737,7 +737,7 @@ impl App {
             (KeyCode::Char('r'), false) => return KeyOutcome::Effect(Effect::Reload),
             (KeyCode::Char('s'), true) => return KeyOutcome::Effect(Effect::Save),
             (KeyCode::Char('?'), _) | (KeyCode::F(1), _) => self.popup = Some(Popup::Help),
-            (KeyCode::Char('i'), false) => self.start_edit(now),
+            (KeyCode::Char('i'), false) => self.start_edit(),
             _ => return KeyOutcome::Ignored,
         }
         KeyOutcome::Handled
@@ -1013,7 +1013,7 @@ impl App {
     }
 
     fn search_step(&mut self, forward: bool) {
-        let Some((query, current)) = &self.search else {
+        let Some((_, current)) = &self.search else {
             return;
         };
         let from = match (current, forward) {
@@ -1021,7 +1021,6 @@ impl App {
             (Some(at), false) => *at,
             (None, _) => self.document.units.get(self.cursor).map_or(0, |s| s.start),
         };
-        let _ = query;
         self.search_from(from, forward);
     }
 
@@ -1053,7 +1052,7 @@ impl App {
         }
     }
 
-    fn start_edit(&mut self, now: Instant) {
+    fn start_edit(&mut self) {
         if self.unit_count() == 0 {
             self.status = Some("nothing to edit: the document is empty".into());
             return;
@@ -1066,7 +1065,6 @@ impl App {
             buffer: text,
             changed_at: None,
         }));
-        let _ = now;
         self.invalidate_layout();
     }
 

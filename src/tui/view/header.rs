@@ -15,7 +15,7 @@ const BAR_CELLS: usize = 10;
 const LABEL_COLUMNS: usize = 12;
 /// Label, bar, probability and a gap.
 const CLASS_COLUMNS: usize = LABEL_COLUMNS + 1 + BAR_CELLS + 6 + 2;
-/// More classes than fit in this many rows are cut (the status bar says how many are hidden).
+/// With more classes than fit in this many rows, the explained ones and the most probable are shown.
 const MAX_BAR_ROWS: usize = 3;
 
 fn classes_per_row(width: u16) -> usize {
@@ -70,8 +70,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         UnitState::Ready(scores) => Some(scores.probs.clone()),
         _ => None,
     };
+    let shown = classes_to_show(
+        app.labels.len(),
+        per_row * MAX_BAR_ROWS,
+        &[explained_class, against],
+        probs.as_deref(),
+    );
     let mut row: Vec<Span> = Vec::new();
-    for (class, label) in app.labels.iter().enumerate() {
+    for (position, &class) in shown.iter().enumerate() {
+        let label = &app.labels[class];
         let is_target = explained_class == Some(class);
         let marker = if is_target {
             "▶"
@@ -116,7 +123,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 ));
             }
         }
-        if (class + 1) % per_row == 0 {
+        if (position + 1) % per_row == 0 {
             lines.push(Line::from(std::mem::take(&mut row)));
         }
     }
@@ -127,4 +134,47 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .borders(Borders::BOTTOM)
         .border_style(theme.border(false));
     frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// The classes that get a bar: all when they fit in `capacity`, else the pinned ones (target,
+/// contrast class) and then the most probable, in label order.
+fn classes_to_show(
+    classes: usize,
+    capacity: usize,
+    pinned: &[Option<usize>],
+    probs: Option<&[f64]>,
+) -> Vec<usize> {
+    if classes <= capacity {
+        return (0..classes).collect();
+    }
+    let mut by_priority: Vec<usize> = pinned
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|&c| c < classes)
+        .collect();
+    let mut rest: Vec<usize> = (0..classes).filter(|c| !by_priority.contains(c)).collect();
+    if let Some(probs) = probs {
+        let p = |c: usize| probs.get(c).copied().unwrap_or(0.0);
+        rest.sort_by(|&a, &b| p(b).total_cmp(&p(a)));
+    }
+    by_priority.extend(rest);
+    by_priority.truncate(capacity);
+    by_priority.sort_unstable();
+    by_priority
+}
+
+#[cfg(test)]
+mod tests {
+    use super::classes_to_show;
+
+    #[test]
+    fn many_classes_keep_the_target_and_the_most_probable() {
+        assert_eq!(classes_to_show(3, 6, &[None, None], None), [0, 1, 2]);
+        let probs = [0.1, 0.5, 0.05, 0.3, 0.05];
+        assert_eq!(
+            classes_to_show(5, 3, &[Some(4), None], Some(&probs)),
+            [1, 3, 4]
+        );
+    }
 }
