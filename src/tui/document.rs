@@ -34,7 +34,17 @@ pub struct Document {
     pub modified: bool,
     /// The version on disk that `text` was read from or saved to.
     pub stamp: Option<FileStamp>,
+    /// Counts changes of `text`, so a split computed in the background for an older text is
+    /// thrown away.
+    pub revision: u64,
+    /// False while only a prefix of a large text is split into units (the rest follows from
+    /// [`Document::split_in_background`]).
+    pub units_complete: bool,
 }
+
+/// Texts longer than this open with only their first paragraphs split; the whole text is split
+/// on a background thread (a 10 MB file takes about a second to split into sentences).
+const SPLIT_AT_ONCE_BYTES: usize = 256 * 1024;
 
 /// Bytes looked at to tell text from binary data.
 const BINARY_SNIFF_BYTES: usize = 8192;
@@ -49,7 +59,26 @@ impl Document {
             Source::File(PathBuf::from(argument))
         };
         let text = read_source(&source)?;
-        let mut document = Document::from_text(source, text, unit);
+        let prefix_end = (text.len() > SPLIT_AT_ONCE_BYTES)
+            .then(|| text[..SPLIT_AT_ONCE_BYTES].rfind("\n\n"))
+            .flatten();
+        let mut document = match prefix_end {
+            // Units never cross a blank line, so the prefix's units are the whole text's first ones.
+            Some(end) => {
+                let units = segments(&text[..end], unit);
+                Document {
+                    source,
+                    text,
+                    unit,
+                    units,
+                    modified: false,
+                    stamp: None,
+                    revision: 0,
+                    units_complete: false,
+                }
+            }
+            None => Document::from_text(source, text, unit),
+        };
         document.stamp = document.current_stamp();
         Ok(document)
     }
@@ -63,6 +92,8 @@ impl Document {
             units,
             modified: false,
             stamp: None,
+            revision: 0,
+            units_complete: true,
         }
     }
 
@@ -80,6 +111,33 @@ impl Document {
             Source::File(path) => Some(path),
             _ => None,
         }
+    }
+
+    /// Splits the whole text on a thread when only a prefix is split; the receiver gets the
+    /// revision it was computed for and the units (apply them with [`Document::accept_units`]).
+    pub fn split_in_background(&self) -> Option<std::sync::mpsc::Receiver<(u64, Vec<Segment>)>> {
+        if self.units_complete {
+            return None;
+        }
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let (text, unit, revision) = (self.text.clone(), self.unit, self.revision);
+        std::thread::Builder::new()
+            .name("tokenlens-split".into())
+            .spawn(move || {
+                let _ = sender.send((revision, segments(&text, unit)));
+            })
+            .ok()?;
+        Some(receiver)
+    }
+
+    /// Takes the units of a background split, unless the text changed meanwhile.
+    pub fn accept_units(&mut self, revision: u64, units: Vec<Segment>) -> bool {
+        if revision != self.revision || self.units_complete {
+            return false;
+        }
+        self.units = units;
+        self.units_complete = true;
+        true
     }
 
     pub fn unit_text(&self, index: usize) -> &str {
@@ -121,6 +179,8 @@ impl Document {
     pub fn set_unit(&mut self, unit: Unit) {
         self.unit = unit;
         self.units = segments(&self.text, unit);
+        self.units_complete = true;
+        self.revision += 1;
     }
 
     /// Reads the source again, dropping unsaved edits.
@@ -128,6 +188,8 @@ impl Document {
         let text = read_source(&self.source)?;
         self.units = segments(&text, self.unit);
         self.text = text;
+        self.units_complete = true;
+        self.revision += 1;
         self.modified = false;
         self.stamp = self.current_stamp();
         Ok(())
@@ -235,6 +297,27 @@ mod tests {
         let latin1 = decode_text("x.txt", b"caf\xe9".to_vec()).unwrap_err();
         assert!(latin1.to_string().contains("not valid UTF-8"), "{latin1}");
         assert_eq!(decode_text("x", b"\xEF\xBB\xBFhi".to_vec()).unwrap(), "hi");
+    }
+
+    #[test]
+    fn large_texts_open_with_a_prefix_and_finish_in_the_background() {
+        let paragraph = "One sentence here. Another one there.\n\n";
+        let text = paragraph.repeat(2 * SPLIT_AT_ONCE_BYTES / paragraph.len());
+        let path = std::env::temp_dir().join(format!("tokenlens-large-{}.txt", std::process::id()));
+        std::fs::write(&path, &text).unwrap();
+        let mut document = Document::open(path.to_str().unwrap(), Unit::Sentence).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(!document.units_complete);
+        let prefix_units = document.units.clone();
+        let (revision, units) = document.split_in_background().unwrap().recv().unwrap();
+        assert_eq!(
+            units[..prefix_units.len()],
+            prefix_units[..],
+            "the prefix split agrees"
+        );
+        assert!(document.accept_units(revision, units));
+        assert_eq!(document.units, segments(&text, Unit::Sentence));
+        assert!(!document.accept_units(revision, Vec::new()), "only once");
     }
 
     #[test]

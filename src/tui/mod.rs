@@ -120,7 +120,13 @@ fn event_loop(
 ) -> Result<()> {
     let mut submitted = Vec::new();
     let mut last_disk_check = Instant::now();
+    let mut background_split = app.document.split_in_background();
     loop {
+        if let Some(Ok((revision, units))) = background_split.as_ref().map(|r| r.try_recv()) {
+            background_split = None;
+            // The units already shown keep their indices, so cursor, layout and edits stay valid.
+            app.document.accept_units(revision, units);
+        }
         for response in worker.responses() {
             app.receive(response);
         }

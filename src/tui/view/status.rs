@@ -46,9 +46,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Granularity::Pieces => "pieces",
     };
     first.push(Span::raw(format!(
-        "  │ unit {}/{} │ {} · {} · {view} ",
+        "  │ unit {}/{}{} │ {} · {} · {view} ",
         (app.cursor + 1).min(app.unit_count()),
         app.unit_count(),
+        if app.document.units_complete {
+            ""
+        } else {
+            "+ (splitting…)"
+        },
         app.settings.normalization.name(),
         palette_name(app.settings.palette),
     )));
