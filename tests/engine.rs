@@ -351,3 +351,54 @@ fn malformed_model_directories_name_the_problem() {
         "{not_there}"
     );
 }
+
+/// A hub id resolves through the local Hugging Face cache (no network needed), and a missing
+/// one fails at once with the fix in the message.
+#[test]
+fn hub_ids_resolve_through_the_cache_and_fail_clearly_offline() {
+    let home = std::env::temp_dir().join(format!("tokenlens-hf-home-{}", std::process::id()));
+    let repo = home.join("hub/models--tokenlens--tiny-bert");
+    let snapshot = repo.join("snapshots/0123456789abcdef");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123456789abcdef").unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(tiny_bert_dir().join(file), snapshot.join(file)).unwrap();
+    }
+    let run = |model: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tokenlens"))
+            .args(["score", "--model", model])
+            .env("HF_HOME", &home)
+            .env("HF_HUB_OFFLINE", "1")
+            .env_remove("TOKENLENS_MODEL")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"A wonderful film.\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ok = run("tokenlens/tiny-bert");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(record["labels"].as_array().unwrap().len(), 3);
+
+    let missing = run("tokenlens/not-cached");
+    assert_eq!(missing.status.code(), Some(3));
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        message.contains("HF_HUB_OFFLINE") && message.contains("local directory"),
+        "{message}"
+    );
+}
