@@ -794,6 +794,16 @@ fn a_large_document_opens_without_explaining_it_all() {
         .draw(|frame| view::render(frame, &mut app))
         .unwrap();
     assert_eq!(app.visible_units.end, app.unit_count());
+    let last_unit = app.document.unit_text(app.unit_count() - 1).to_owned();
+    let wanted = app.wanted_requests();
+    assert_eq!(
+        wanted[0].text, last_unit,
+        "the unit under the cursor is explained first"
+    );
+    assert!(
+        wanted.len() <= app.visible_units.len() + 24,
+        "visible units and a few around them, not the whole file"
+    );
 }
 
 fn tempdir() -> PathBuf {

@@ -94,8 +94,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
         unit += 1;
     }
     frame.render_widget(Paragraph::new(lines), inner);
-    let mut scrollbar =
-        ScrollbarState::new(app.unit_count().saturating_sub(1)).position(app.top.unit);
+    if app.visible_units.len() >= app.unit_count() && app.top == Default::default() {
+        return; // the whole text is on screen: no scrollbar
+    }
+    let mut scrollbar = ScrollbarState::new(app.unit_count().saturating_sub(1))
+        .position(app.top.unit)
+        .viewport_content_length(app.visible_units.len());
     frame.render_stateful_widget(
         Scrollbar::new(ScrollbarOrientation::VerticalRight)
             .begin_symbol(None)
