@@ -122,7 +122,8 @@ fn measure(
     // warm-up text is not in the data, so the cache cannot answer a measured text.
     scorer.score(items(&["tokenlens warm-up run.".to_string()]));
     let started = Instant::now();
-    for chunk in texts.chunks(batch_size) {
+    // The same pooling as `score`: the engine sorts each pool by length into batches.
+    for chunk in texts.chunks(batch_size * score::BATCHES_PER_POOL) {
         for record in scorer.score(items(chunk)) {
             writer
                 .record(&mut sink, &record)

@@ -34,6 +34,11 @@ use crate::text::Aggregation;
 
 pub use crate::render::json::SCHEMA_VERSION;
 
+/// Texts handed to the engine at once, in batches: the engine sorts them by length before
+/// cutting forward passes of `--batch-size`, so a wider pool means less padding (attention and
+/// relevance cost grow with the square of the padded length).
+pub const BATCHES_PER_POOL: usize = 4;
+
 /// The method used when `--method` is not given.
 pub const DEFAULT_METHOD: &str = "chefer_lrp_all_layers";
 
@@ -102,7 +107,8 @@ pub struct ScoreArgs {
     #[arg(long, value_parser = parse_aggregation, default_value = "sum", help_heading = "Explanation")]
     pub aggregate: Aggregation,
 
-    /// Texts explained together [default: 16 on cpu, 64 on cuda].
+    /// Sequences per forward pass (a long text counts once per window) [default: 16 on cpu, 64
+    /// on cuda].
     #[arg(long, value_name = "N", help_heading = "Performance")]
     pub batch_size: Option<usize>,
     /// No progress bar and no hints on stderr (errors are still reported).
@@ -779,7 +785,7 @@ pub fn run(args: ScoreArgs) -> Result<i32> {
         );
     }
 
-    let (sender, receiver) = sync_channel::<Item>(batch_size * 4);
+    let (sender, receiver) = sync_channel::<Item>(batch_size * BATCHES_PER_POOL);
     std::thread::spawn(move || read_inputs(inputs, &mode, &sender));
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -818,10 +824,11 @@ fn write_all(
         out.flush()
     })?;
     let mut any_failed = false;
-    // Block for the first item of a batch, then take only what is already waiting.
+    // Block for the first item of a pool, then take only what is already waiting.
+    let pool_size = batch_size * BATCHES_PER_POOL;
     while let Ok(first) = items.recv() {
         let mut batch = vec![first];
-        while batch.len() < batch_size {
+        while batch.len() < pool_size {
             match items.try_recv() {
                 Ok(item) => batch.push(item),
                 Err(_) => break,
