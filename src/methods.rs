@@ -1,5 +1,5 @@
 //! Relevance methods: one score per token position ([CLS] and [SEP] included), with the names
-//! and the exact conventions of the reference `ExplanationGenerator` (see `docs/methods.md`).
+//! and the exact conventions of the reference `ExplanationGenerator` (see `docs/engine.md`).
 
 use candle_core::{DType, IndexOp, Tensor};
 

@@ -216,7 +216,7 @@ fn long_texts_are_windowed_and_every_token_is_scored() {
         .explain(&very_long, &[Method::CheferLrpAllLayers], Target::Predicted)
         .unwrap();
     assert!(e.windows >= 2);
-    assert_eq!(max_abs(&e.attributions[0].token_scores) > 0.0, true);
+    assert!(max_abs(&e.attributions[0].token_scores) > 0.0);
 }
 
 fn temp_model_dir(name: &str) -> PathBuf {
