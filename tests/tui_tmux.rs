@@ -305,3 +305,58 @@ fn missing_and_binary_files_fail_before_the_ui_starts() {
         output.stdout
     );
 }
+
+/// Not a test by itself: `terminal_is_restored_after_a_panic` runs it inside tmux.
+#[test]
+#[ignore = "helper: run by terminal_is_restored_after_a_panic inside tmux"]
+fn panic_inside_the_ui() {
+    if std::env::var_os("TOKENLENS_TUI_PANIC_HELPER").is_none() {
+        return;
+    }
+    let _ = tokenlens::tui::with_terminal(|terminal| {
+        terminal
+            .draw(|frame| {
+                frame.render_widget(
+                    ratatui::widgets::Paragraph::new("inside the UI"),
+                    frame.area(),
+                )
+            })
+            .expect("draws");
+        std::thread::sleep(Duration::from_millis(300));
+        panic!("deliberate panic inside the UI");
+    });
+}
+
+#[test]
+fn terminal_is_restored_after_a_panic() {
+    let test_binary = std::env::current_exe().expect("test binary path");
+    let command = format!(
+        "RUST_BACKTRACE=0 TOKENLENS_TUI_PANIC_HELPER=1 {} --exact panic_inside_the_ui --ignored --nocapture --test-threads 1",
+        shell_quote(&test_binary.display().to_string())
+    );
+    let tmux = Tmux::start(&command, 120, 30);
+    let status = tmux.wait_for_exit();
+    assert_ne!(status, "0", "the helper panicked, so its test run failed");
+    let screen = strip_escapes(&tmux.capture());
+    assert!(
+        screen.contains("deliberate panic inside the UI"),
+        "panic message shown:\n{screen}"
+    );
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "0",
+        "alternate screen left"
+    );
+    assert_eq!(
+        tmux.display("#{mouse_any_flag}"),
+        "0",
+        "mouse capture released"
+    );
+    // In raw mode a newline does not return the carriage, so lines would start mid-screen.
+    assert!(
+        screen
+            .lines()
+            .any(|line| line.starts_with("thread 'panic_inside_the_ui'")),
+        "raw mode was left (lines start at column 0):\n{screen}"
+    );
+}

@@ -21,6 +21,7 @@ pub mod worker;
 
 use std::io::{self, Stdout};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event};
@@ -47,11 +48,20 @@ const DISK_CHECK: Duration = Duration::from_millis(500);
 /// errors are printed before the terminal is touched.
 pub fn run(mut app: App, explainer: Arc<Explainer>) -> Result<()> {
     let worker = Worker::spawn(explainer);
-    let mut session = TerminalSession::enter().map_err(terminal_error)?;
-    let outcome = event_loop(&mut session.terminal, &mut app, &worker);
+    with_terminal(|terminal| event_loop(terminal, &mut app, &worker)).map_err(terminal_error)?
+}
+
+/// Runs `body` with the terminal in raw mode on the alternate screen with mouse capture, and
+/// restores it afterwards, also when `body` fails or panics (the panic hook restores it before
+/// the message is printed).
+pub fn with_terminal<T>(
+    body: impl FnOnce(&mut Terminal<CrosstermBackend<Stdout>>) -> T,
+) -> io::Result<T> {
+    let mut session = TerminalSession::enter()?;
+    let outcome = body(&mut session.terminal);
     drop(session);
     stderr_log::report();
-    outcome
+    Ok(outcome)
 }
 
 fn terminal_error(source: io::Error) -> Error {
@@ -69,6 +79,7 @@ struct TerminalSession {
 impl TerminalSession {
     fn enter() -> io::Result<Self> {
         install_panic_hook();
+        TERMINAL_TAKEN.store(true, Ordering::SeqCst);
         stderr_log::redirect();
         let entered = (|| {
             enable_raw_mode()?;
@@ -91,8 +102,16 @@ impl Drop for TerminalSession {
     }
 }
 
-/// Leaves the terminal as the shell expects it; safe to call more than once.
+/// Whether the terminal is in the UI's modes (raw, alternate screen, mouse capture).
+static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Leaves the terminal as the shell expects it. Only the first call after `enter` acts: leaving
+/// the alternate screen twice would move the cursor back over what was printed in between (the
+/// panic hook restores first, then unwinding drops the session).
 fn restore_terminal() {
+    if !TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
+        return;
+    }
     stderr_log::restore();
     let _ = disable_raw_mode();
     let _ = execute!(
