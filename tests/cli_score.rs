@@ -758,3 +758,35 @@ fn bench_score_prints_a_throughput_table() {
         "{table}"
     );
 }
+
+#[test]
+fn progress_bar_only_on_a_terminal_and_not_with_quiet() {
+    // `script` (util-linux) gives the command a pseudo-terminal; stdout goes to a file, so what
+    // `script` echoes back is stderr alone.
+    let dir = std::env::temp_dir().join(format!("tokenlens-progress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.txt");
+    std::fs::write(&input, "One fine line.\nAnother line.\n".repeat(20)).unwrap();
+    let terminal_stderr = |extra: &str| {
+        let command = format!(
+            "{} score --model {} {extra} {} > {}",
+            env!("CARGO_BIN_EXE_tokenlens"),
+            tiny_bert(),
+            common::path_str(&input),
+            common::path_str(&dir.join("out.jsonl")),
+        );
+        let output = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env_remove("TOKENLENS_MODEL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("script (util-linux) runs");
+        assert!(output.status.success(), "{output:?}");
+        let records = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+        assert_eq!(records.lines().count(), 40, "progress never reaches stdout");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(terminal_stderr("").contains("texts scored"));
+    assert!(!terminal_stderr("--quiet").contains("texts scored"));
+    std::fs::remove_dir_all(&dir).ok();
+}
