@@ -157,7 +157,8 @@ fn parse_normalization(s: &str) -> std::result::Result<Normalization, String> {
         .ok_or_else(|| format!("unknown normalization {s:?}; use maxabs, minmax, l1 or none"))
 }
 
-/// Default `--batch-size`: a GPU wants wide batches, a CPU gains little past 16.
+/// Default `--batch-size`: a GPU wants wide batches; on CPU, 16 (pooled, see
+/// [`BATCHES_PER_POOL`]) ran 1.8x faster than one text per pass (docs/score.md, bench-score).
 pub fn default_batch_size(device: &str) -> usize {
     if device.trim().to_ascii_lowercase().starts_with("cuda") {
         64
