@@ -39,7 +39,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Score text from stdin (one text per line) and print relevance per word.
+    /// Score texts from stdin or files (lines, --doc sentences/paragraphs, --jsonl objects) and
+    /// show each word's relevance as JSONL, JSON, TSV, ANSI, HTML or Markdown.
     Score(score::ScoreArgs),
     /// Fine-tune a BERT encoder into a text classifier on labelled TSV or JSONL.
     Train(train::TrainArgs),
