@@ -1,7 +1,7 @@
 //! Protocol views of an [`Analysis`]: diagnostics, colours, hover, code lenses, inlay hints,
 //! semantic tokens and the thin-client notification.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tower_lsp_server::ls_types::{
     CodeLens, Color, ColorInformation, Command, Diagnostic, DiagnosticSeverity, DiagnosticTag,
@@ -12,7 +12,7 @@ use tower_lsp_server::ls_types::{
 use crate::render::palette::{Bucket, Palette};
 
 use super::analysis::{Analysis, PlacedUnit, UnitResult, WordScore};
-use super::position::{Encoding, LinePosition};
+use super::position::{Encoding, LinePosition, PositionCursor};
 use super::settings::{Settings, Severity};
 
 pub const SOURCE: &str = "tokenlens";
@@ -46,6 +46,35 @@ fn word_range(analysis: &Analysis, unit: &PlacedUnit, word: &WordScore, e: Encod
     range(analysis, unit.start + word.start, unit.start + word.end, e)
 }
 
+/// Converts many ranges visited mostly in text order (see [`LineIndex::cursor`]); long
+/// documents publish tens of thousands of ranges per edit.
+///
+/// [`LineIndex::cursor`]: super::position::LineIndex::cursor
+struct Ranges<'a> {
+    cursor: PositionCursor<'a>,
+}
+
+impl<'a> Ranges<'a> {
+    fn new(analysis: &'a Analysis, e: Encoding) -> Self {
+        Ranges {
+            cursor: analysis.index.cursor(&analysis.text, e),
+        }
+    }
+
+    fn position(&mut self, offset: usize) -> Position {
+        let p = self.cursor.position(offset);
+        Position::new(p.line, p.character)
+    }
+
+    fn span(&mut self, start: usize, end: usize) -> Range {
+        Range::new(self.position(start), self.position(end))
+    }
+
+    fn word(&mut self, unit: &PlacedUnit, word: &WordScore) -> Range {
+        self.span(unit.start + word.start, unit.start + word.end)
+    }
+}
+
 fn percent(p: f64) -> String {
     format!("{:.0}%", p * 100.0)
 }
@@ -72,13 +101,16 @@ fn severity(s: Severity) -> DiagnosticSeverity {
 /// unit's other words.
 pub fn diagnostics(analysis: &Analysis, settings: &Settings, e: Encoding) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    let mut ranges = Ranges::new(analysis, e);
     for unit in &analysis.units {
         let result = &unit.result;
         let total = result.words.len();
         if settings.features.diagnostics {
-            for word in result.top(settings.diagnostics_per_unit) {
+            let mut top = result.top(settings.diagnostics_per_unit);
+            top.sort_by_key(|w| w.start);
+            for word in top {
                 out.push(Diagnostic {
-                    range: word_range(analysis, unit, word, e),
+                    range: ranges.word(unit, word),
                     severity: Some(severity(settings.diagnostic_severity)),
                     source: Some(SOURCE.into()),
                     message: format!(
@@ -95,10 +127,12 @@ pub fn diagnostics(analysis: &Analysis, settings: &Settings, e: Encoding) -> Vec
         if settings.features.fade {
             let shown: Vec<usize> = result.top(settings.top_k).iter().map(|w| w.rank).collect();
             let mut run: Option<(usize, usize)> = None;
-            let flush = |run: &mut Option<(usize, usize)>, out: &mut Vec<Diagnostic>| {
+            let flush = |run: &mut Option<(usize, usize)>,
+                         out: &mut Vec<Diagnostic>,
+                         ranges: &mut Ranges| {
                 if let Some((start, end)) = run.take() {
                     out.push(Diagnostic {
-                        range: range(analysis, unit.start + start, unit.start + end, e),
+                        range: ranges.span(unit.start + start, unit.start + end),
                         severity: Some(DiagnosticSeverity::HINT),
                         source: Some(SOURCE.into()),
                         message: "little relevance".into(),
@@ -109,7 +143,7 @@ pub fn diagnostics(analysis: &Analysis, settings: &Settings, e: Encoding) -> Vec
             };
             for word in &result.words {
                 if shown.contains(&word.rank) {
-                    flush(&mut run, &mut out);
+                    flush(&mut run, &mut out, &mut ranges);
                 } else {
                     run = Some(match run {
                         Some((start, _)) => (start, word.end),
@@ -117,7 +151,7 @@ pub fn diagnostics(analysis: &Analysis, settings: &Settings, e: Encoding) -> Vec
                     });
                 }
             }
-            flush(&mut run, &mut out);
+            flush(&mut run, &mut out, &mut ranges);
         }
     }
     out
@@ -136,11 +170,14 @@ fn rgba(bucket: Bucket) -> Option<Color> {
 /// The top-k words of each unit with their palette colour.
 pub fn colors(analysis: &Analysis, settings: &Settings, e: Encoding) -> Vec<ColorInformation> {
     let mut out = Vec::new();
+    let mut ranges = Ranges::new(analysis, e);
     for unit in &analysis.units {
-        for word in unit.result.top(settings.top_k) {
+        let mut top = unit.result.top(settings.top_k);
+        top.sort_by_key(|w| w.start);
+        for word in top {
             if let Some(color) = rgba(word.bucket) {
                 out.push(ColorInformation {
-                    range: word_range(analysis, unit, word, e),
+                    range: ranges.word(unit, word),
                     color,
                 });
             }
@@ -335,10 +372,11 @@ fn modifier_bits(bucket: Bucket) -> u32 {
 /// Every marked word (non-zero bucket), delta-encoded; words never span lines.
 pub fn semantic_tokens(analysis: &Analysis, e: Encoding) -> Vec<SemanticToken> {
     let mut spans = Vec::new();
+    let mut ranges = Ranges::new(analysis, e);
     for unit in &analysis.units {
         for word in &unit.result.words {
             if word.bucket.strength() > 0 {
-                let r = word_range(analysis, unit, word, e);
+                let r = ranges.word(unit, word);
                 if r.start.line == r.end.line && r.end.character > r.start.character {
                     spans.push((r, word.bucket));
                 }
@@ -367,72 +405,89 @@ pub fn semantic_tokens(analysis: &Analysis, e: Encoding) -> Vec<SemanticToken> {
     out
 }
 
-#[derive(Serialize)]
-struct ScoredWord {
-    range: Range,
-    score: f64,
-    bucket: i8,
-    color: String,
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ScoredWord {
+    pub range: Range,
+    pub score: f64,
+    pub bucket: i8,
+    pub color: String,
 }
 
-#[derive(Serialize)]
-struct ClassProbability<'a> {
-    label: &'a str,
-    probability: f64,
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClassProbability {
+    pub label: String,
+    pub probability: f64,
 }
 
-#[derive(Serialize)]
-struct ScoredUnit<'a> {
-    range: Range,
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ScoredUnit {
+    pub range: Range,
     /// The predicted class.
-    label: &'a str,
+    pub label: String,
     /// The class the scores explain.
-    target: &'a str,
-    probs: Vec<ClassProbability<'a>>,
-    words: Vec<ScoredWord>,
+    pub target: String,
+    pub probs: Vec<ClassProbability>,
+    pub words: Vec<ScoredWord>,
+}
+
+/// Params of `tokenlens/publishScores`. Typed (not a `Value`) so that a long document's
+/// tens of thousands of words are converted to JSON once, by the transport.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ScoresParams {
+    pub uri: String,
+    pub version: i32,
+    pub method: Option<String>,
+    pub encoding: String,
+    pub units: Vec<ScoredUnit>,
 }
 
 /// Params of `tokenlens/publishScores`: every marked word of every unit.
-pub fn scores_notification(uri: &str, analysis: &Analysis, e: Encoding) -> Value {
+pub fn scores_notification(uri: &str, analysis: &Analysis, e: Encoding) -> ScoresParams {
+    let mut ranges = Ranges::new(analysis, e);
     let units: Vec<ScoredUnit> = analysis
         .units
         .iter()
         .map(|unit| {
             let result = &unit.result;
+            let start = ranges.position(unit.start);
+            let words = result
+                .words
+                .iter()
+                .filter_map(|w| {
+                    let color = Palette::BlueOrange.bucket_color(w.bucket)?;
+                    Some(ScoredWord {
+                        range: ranges.word(unit, w),
+                        score: w.score,
+                        bucket: w.bucket.0,
+                        color: color.hex(),
+                    })
+                })
+                .collect();
             ScoredUnit {
-                range: range(analysis, unit.start, unit.end, e),
-                label: result.label(result.predicted),
-                target: result.label(result.target),
+                range: Range::new(start, ranges.position(unit.end)),
+                label: result.label(result.predicted).to_owned(),
+                target: result.label(result.target).to_owned(),
                 probs: result
                     .probs
                     .iter()
                     .enumerate()
                     .map(|(c, &probability)| ClassProbability {
-                        label: result.label(c),
+                        label: result.label(c).to_owned(),
                         probability,
                     })
                     .collect(),
-                words: result
-                    .words
-                    .iter()
-                    .filter_map(|w| {
-                        let color = Palette::BlueOrange.bucket_color(w.bucket)?;
-                        Some(ScoredWord {
-                            range: word_range(analysis, unit, w, e),
-                            score: w.score,
-                            bucket: w.bucket.0,
-                            color: color.hex(),
-                        })
-                    })
-                    .collect(),
+                words,
             }
         })
         .collect();
-    json!({
-        "uri": uri,
-        "version": analysis.version,
-        "method": analysis.units.first().map(|u| u.result.method.name()),
-        "encoding": e.name(),
-        "units": units,
-    })
+    ScoresParams {
+        uri: uri.to_owned(),
+        version: analysis.version,
+        method: analysis
+            .units
+            .first()
+            .map(|u| u.result.method.name().to_owned()),
+        encoding: e.name().to_owned(),
+        units,
+    }
 }

@@ -116,6 +116,21 @@ impl LineIndex {
         }
     }
 
+    /// A cursor that converts offsets visited in increasing order in time linear in the
+    /// distance walked (instead of the distance from each line start).
+    pub fn cursor<'a>(&'a self, text: &'a str, encoding: Encoding) -> PositionCursor<'a> {
+        PositionCursor {
+            index: self,
+            text,
+            encoding,
+            offset: 0,
+            position: LinePosition {
+                line: 0,
+                character: 0,
+            },
+        }
+    }
+
     /// The byte offset of a position. Lines past the end map to the end of the text and
     /// characters past the end of a line (or inside a line break) to the end of that line, as
     /// the protocol asks; a character inside a multi-unit char maps to that char's start.
@@ -145,6 +160,43 @@ impl LineIndex {
     }
 }
 
+/// See [`LineIndex::cursor`].
+pub struct PositionCursor<'a> {
+    index: &'a LineIndex,
+    text: &'a str,
+    encoding: Encoding,
+    offset: usize,
+    position: LinePosition,
+}
+
+impl PositionCursor<'_> {
+    pub fn position(&mut self, offset: usize) -> LinePosition {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let (line, _) = self.index.line_of(offset);
+        let same_line = line as u32 == self.position.line && offset >= self.offset;
+        self.position = if same_line {
+            let walked: u32 = match self.encoding {
+                Encoding::Utf8 => (offset - self.offset) as u32,
+                encoding => self.text[self.offset..offset]
+                    .chars()
+                    .map(|c| encoding.units(c))
+                    .sum(),
+            };
+            LinePosition {
+                line: self.position.line,
+                character: self.position.character + walked,
+            }
+        } else {
+            self.index.position(self.text, offset, self.encoding)
+        };
+        self.offset = offset;
+        self.position
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +222,26 @@ mod tests {
         let text = "a😀b\r\ncafé\tnaïve\n日本語のテキスト\rlast 👍🏽 e\u{301}";
         for encoding in [Encoding::Utf8, Encoding::Utf16, Encoding::Utf32] {
             round_trip(text, encoding);
+        }
+    }
+
+    #[test]
+    fn cursor_agrees_with_direct_conversion_in_any_order() {
+        let text = "a😀b\r\ncafé\tnaïve\n日本語 👍🏽\rlast";
+        let index = LineIndex::new(text);
+        let offsets: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        let mut visits = offsets.clone();
+        visits.extend(offsets.iter().rev());
+        visits.extend([3, 3, text.len(), 0]);
+        for encoding in [Encoding::Utf8, Encoding::Utf16, Encoding::Utf32] {
+            let mut cursor = index.cursor(text, encoding);
+            for &offset in &visits {
+                assert_eq!(
+                    cursor.position(offset),
+                    index.position(text, offset, encoding),
+                    "{offset} {encoding:?}"
+                );
+            }
         }
     }
 

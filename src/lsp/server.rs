@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
@@ -90,6 +90,13 @@ struct Counters {
     units_from_cache: AtomicU64,
     analyses_published: AtomicU64,
     analyses_dropped: AtomicU64,
+    /// Of the last published analysis: time in the model, in the server before publishing
+    /// (segmenting, cache, building results) and publishing (diagnostics, notification).
+    last_model_micros: AtomicU64,
+    last_server_micros: AtomicU64,
+    last_publish_micros: AtomicU64,
+    /// The part of publishing spent on the scores notification.
+    last_notification_micros: AtomicU64,
 }
 
 struct Shared {
@@ -359,6 +366,7 @@ impl Backend {
     }
 
     async fn analyse(&self, key: &str, revision: u64) {
+        let analysis_started = Instant::now();
         let (uri, version, text, index, flavor, settings, explainer) = {
             let state = self.state();
             let Some(document) = state.documents.get(key) else {
@@ -404,13 +412,28 @@ impl Backend {
                 .map(|k| state.unit_cache.get(k).cloned())
                 .collect()
         };
-        let missing: Vec<usize> = (0..results.len())
-            .filter(|&i| results[i].is_none())
-            .collect();
+        // Each distinct missing text is explained once, however often it occurs.
+        let mut missing: Vec<Vec<usize>> = Vec::new();
+        {
+            let mut first_of: HashMap<&UnitKey, usize> = HashMap::new();
+            for (i, unit_key) in keys.iter().enumerate() {
+                if results[i].is_some() {
+                    continue;
+                }
+                match first_of.get(unit_key) {
+                    Some(&group) => missing[group].push(i),
+                    None => {
+                        first_of.insert(unit_key, missing.len());
+                        missing.push(vec![i]);
+                    }
+                }
+            }
+        }
         self.shared
             .counters
             .units_from_cache
             .fetch_add((results.len() - missing.len()) as u64, Ordering::Relaxed);
+        let mut model_time = Duration::ZERO;
         let progress = if missing.len() >= PROGRESS_MIN_UNITS {
             self.begin_progress(
                 "tokenlens",
@@ -421,7 +444,8 @@ impl Backend {
             None
         };
         let labels = explainer.labels().to_vec();
-        for (done, &i) in missing.iter().enumerate() {
+        for (done, group) in missing.iter().enumerate() {
+            let i = group[0];
             // Cancellation: an edit (or a settings change) made this work stale.
             if !self.is_current(key, revision) {
                 self.shared
@@ -436,12 +460,14 @@ impl Backend {
             let unit_text = keys[i].text.clone();
             let model = explainer.clone();
             let unit_labels = labels.clone();
+            let started = Instant::now();
             let explained = tokio::task::spawn_blocking(move || {
                 model
                     .explain(&unit_text, &[method], target)
                     .map(|e| UnitResult::new(&e, method, &unit_labels))
             })
             .await;
+            model_time += started.elapsed();
             match explained {
                 Ok(Ok(result)) => {
                     let result = Arc::new(result);
@@ -454,7 +480,9 @@ impl Backend {
                         state.unit_cache.clear();
                     }
                     state.unit_cache.insert(keys[i].clone(), result.clone());
-                    results[i] = Some(result);
+                    for &j in group {
+                        results[j] = Some(result.clone());
+                    }
                 }
                 Ok(Err(error)) => {
                     self.client
@@ -520,8 +548,21 @@ impl Backend {
             (state.encoding, state.client.clone())
         };
         self.notify_waiters();
+        let publish_started = Instant::now();
         self.publish(&uri, key, &analysis, &settings, encoding, &flags)
             .await;
+        let counters = &self.shared.counters;
+        let micros = |d: Duration| d.as_micros() as u64;
+        counters
+            .last_model_micros
+            .store(micros(model_time), Ordering::Relaxed);
+        counters.last_server_micros.store(
+            micros(publish_started - analysis_started - model_time),
+            Ordering::Relaxed,
+        );
+        counters
+            .last_publish_micros
+            .store(micros(publish_started.elapsed()), Ordering::Relaxed);
     }
 
     async fn publish(
@@ -537,25 +578,39 @@ impl Backend {
         self.client
             .publish_diagnostics(uri.clone(), diagnostics, Some(analysis.version))
             .await;
+        let diagnostics_sent = Instant::now();
         if flags.scores_notification {
             let params = features::scores_notification(key, analysis, encoding);
             self.client
                 .send_notification::<ScoresNotification>(params)
                 .await;
         }
+        self.shared.counters.last_notification_micros.store(
+            diagnostics_sent.elapsed().as_micros() as u64,
+            Ordering::Relaxed,
+        );
         self.shared
             .counters
             .analyses_published
             .fetch_add(1, Ordering::Relaxed);
-        // Lenses, hints and tokens are pulled by the client; tell it they changed.
-        if settings.features.code_lens && flags.code_lens_refresh {
-            let _ = self.client.code_lens_refresh().await;
-        }
-        if settings.features.inlay_hints && flags.inlay_hint_refresh {
-            let _ = self.client.inlay_hint_refresh().await;
-        }
-        if settings.features.semantic_tokens && flags.semantic_tokens_refresh {
-            let _ = self.client.semantic_tokens_refresh().await;
+        // Lenses, hints and tokens are pulled by the client; tell it they changed. The
+        // replies are not waited for here: this task holds the model until it returns.
+        let refresh_lenses = settings.features.code_lens && flags.code_lens_refresh;
+        let refresh_hints = settings.features.inlay_hints && flags.inlay_hint_refresh;
+        let refresh_tokens = settings.features.semantic_tokens && flags.semantic_tokens_refresh;
+        if refresh_lenses || refresh_hints || refresh_tokens {
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                if refresh_lenses {
+                    let _ = client.code_lens_refresh().await;
+                }
+                if refresh_hints {
+                    let _ = client.inlay_hint_refresh().await;
+                }
+                if refresh_tokens {
+                    let _ = client.semantic_tokens_refresh().await;
+                }
+            });
         }
     }
 
@@ -613,6 +668,12 @@ impl Backend {
             "unitsFromCache": counters.units_from_cache.load(Ordering::Relaxed),
             "analysesPublished": counters.analyses_published.load(Ordering::Relaxed),
             "analysesDropped": counters.analyses_dropped.load(Ordering::Relaxed),
+            "lastAnalysis": {
+                "modelMs": counters.last_model_micros.load(Ordering::Relaxed) as f64 / 1e3,
+                "serverMs": counters.last_server_micros.load(Ordering::Relaxed) as f64 / 1e3,
+                "publishMs": counters.last_publish_micros.load(Ordering::Relaxed) as f64 / 1e3,
+                "notificationMs": counters.last_notification_micros.load(Ordering::Relaxed) as f64 / 1e3,
+            },
             "positionEncoding": state.encoding.name(),
             "model": model,
             "settings": {
@@ -703,7 +764,7 @@ pub struct DocumentQuery {
 enum ScoresNotification {}
 
 impl notification::Notification for ScoresNotification {
-    type Params = Value;
+    type Params = features::ScoresParams;
     const METHOD: &'static str = features::SCORES_NOTIFICATION;
 }
 
