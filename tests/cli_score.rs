@@ -791,3 +791,34 @@ fn progress_bar_only_on_a_terminal_and_not_with_quiet() {
     assert!(!terminal_stderr("--quiet").contains("texts scored"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn terminal_stdout_defaults_to_coloured_ansi() {
+    let dir = std::env::temp_dir().join(format!("tokenlens-tty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.txt");
+    std::fs::write(&input, "A fine line.\n").unwrap();
+    let command = format!(
+        "{} score --quiet --model {} {}",
+        env!("CARGO_BIN_EXE_tokenlens"),
+        tiny_bert(),
+        common::path_str(&input),
+    );
+    // Under `script` stdout is a pseudo-terminal: no --format and no --color needed.
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR")
+        .env_remove("COLORTERM")
+        .env_remove("TOKENLENS_MODEL")
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(output.status.success(), "{output:?}");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(screen.starts_with("legend: "), "{screen}");
+    assert!(screen.contains("\x1b[48;5;"), "{screen}");
+    assert!(!screen.contains("\"schema_version\""), "{screen}");
+    std::fs::remove_dir_all(&dir).ok();
+}
