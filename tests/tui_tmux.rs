@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 const BINARY: &str = env!("CARGO_BIN_EXE_tokenlens");
 /// Generous: the first run may load a real model on a busy 2-core machine.
 const SCREEN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Printed by the shell with the program's exit status after it ends.
+const EXIT_MARKER: &str = "tokenlens-exit=";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -66,14 +68,12 @@ impl Tmux {
             &height.to_string(),
             "-s",
             "main",
-            command,
+            &format!("{command}; echo {EXIT_MARKER}$?; sleep 600"),
         ]);
         assert!(
             output.status.success(),
             "tmux new-session failed: {output:?}"
         );
-        // Keep the pane after the program exits, to read its exit status and terminal modes.
-        tmux.run(&["set-option", "-t", "main", "remain-on-exit", "on"]);
         tmux
     }
 
@@ -131,30 +131,20 @@ impl Tmux {
         }
     }
 
-    /// The exit status once the program ended ("signal N" if a signal ended it).
+    /// The exit status once the program ended. The shell prints it after the program (see
+    /// `start`): tmux's own `pane_dead_status` is sometimes never filled in when tmux is slow
+    /// to reap the process.
     fn wait_for_exit(&self) -> String {
         let start = Instant::now();
-        let mut dead_since: Option<Instant> = None;
         loop {
-            // tmux may mark the pane dead a moment before it records the exit status.
-            let status = self.display("#{pane_dead_status}");
-            let signal = self.display("#{pane_dead_signal}");
-            if self.display("#{pane_dead}") == "1" {
-                if !status.is_empty() {
-                    return status;
-                }
-                if !signal.is_empty() {
-                    return format!("signal {signal}");
-                }
-                let since = *dead_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(2) {
-                    return "exited, status unknown".into();
-                }
+            let screen = strip_escapes(&self.capture());
+            if let Some(at) = screen.find(EXIT_MARKER) {
+                let rest = &screen[at + EXIT_MARKER.len()..];
+                return rest.chars().take_while(char::is_ascii_digit).collect();
             }
             assert!(
                 start.elapsed() < SCREEN_TIMEOUT,
-                "tokenlens did not exit:\n{}",
-                strip_escapes(&self.capture())
+                "tokenlens did not exit:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -257,14 +247,26 @@ fn tui_in_tmux_colours_words_and_follows_keys() {
 
 #[test]
 fn tui_reads_stdin_and_honours_no_color() {
+    let target = model_labels()
+        .last()
+        .cloned()
+        .expect("the model has labels");
     let fixture = root().join("fixtures/tui/review.txt");
     let command = format!(
         "cat {} | NO_COLOR=1 {}",
         shell_quote(&fixture.display().to_string()),
-        tui_command(Path::new("-"), &["--unit", "paragraph"])
+        tui_command(
+            Path::new("-"),
+            &["--unit", "paragraph", "--target", &target]
+        )
     );
     let tmux = Tmux::start(&command, 90, 24);
-    let screen = tmux.wait_for(&["<stdin>", "unit 1/3", "legend:"]);
+    let screen = tmux.wait_for(&[
+        "<stdin>",
+        "unit 1/3",
+        "legend:",
+        &format!("target {target}"),
+    ]);
     assert!(
         !screen.contains("48;2;"),
         "NO_COLOR: no background colours:\n{screen:?}"
@@ -304,6 +306,16 @@ fn missing_and_binary_files_fail_before_the_ui_starts() {
         "nothing drawn: {:?}",
         output.stdout
     );
+
+    let fixture = root().join("fixtures/tui/review.txt");
+    let piped = Command::new(BINARY)
+        .arg("tui")
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert_eq!(piped.status.code(), Some(2), "{piped:?}");
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(stderr.contains("stdout is not one"), "{stderr}");
 }
 
 /// Not a test by itself: `terminal_is_restored_after_a_panic` runs it inside tmux.
