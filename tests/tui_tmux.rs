@@ -201,7 +201,12 @@ fn tui_command(input: &Path, extra: &[&str]) -> String {
 
 #[test]
 fn tui_in_tmux_colours_words_and_follows_keys() {
-    let fixture = root().join("fixtures/tui/review.txt");
+    // A copy, so the test can change it on disk.
+    let directory = std::env::temp_dir().join(format!("tokenlens-tui-tmux-{}", unique()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let fixture = directory.join("review.txt");
+    let original = std::fs::read_to_string(root().join("fixtures/tui/review.txt")).unwrap();
+    std::fs::write(&fixture, &original).unwrap();
     let tmux = Tmux::start(&tui_command(&fixture, &[]), 100, 30);
     // Explained: the word list shows the strongest word at +1.00 (maxabs).
     let screen = tmux.wait_for_without(
@@ -231,6 +236,17 @@ fn tui_in_tmux_colours_words_and_follows_keys() {
     tmux.wait_for_without(&["unit 3/5"], &["keys — Esc closes"]);
     tmux.send(&["/", "café", "Enter"]);
     tmux.wait_for(&["unit 4/5", "/café"]);
+    // Changed on disk: the view follows.
+    std::fs::write(&fixture, format!("{original}\nA reloaded closing line.\n")).unwrap();
+    tmux.wait_for(&[
+        "A reloaded closing line.",
+        "unit 4/6",
+        "reloaded: the file changed on disk",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&fixture).unwrap().len(),
+        original.len() + 26
+    );
     tmux.send(&["q"]);
     assert_eq!(tmux.wait_for_exit(), "0", "q exits cleanly");
     assert_eq!(
@@ -243,6 +259,7 @@ fn tui_in_tmux_colours_words_and_follows_keys() {
         "0",
         "mouse capture released"
     );
+    let _ = std::fs::remove_dir_all(&directory);
 }
 
 #[test]
