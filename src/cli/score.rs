@@ -696,11 +696,11 @@ fn writer_for(
     }
 }
 
-fn progress_bar(quiet: bool) -> ProgressBar {
+/// Turns the (hidden) progress bar on: a spinner on stderr, only when stderr is a terminal.
+fn show_progress(bar: &ProgressBar, quiet: bool) {
     if quiet || !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+        return;
     }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template("{spinner} {pos} texts scored · {rate} · {elapsed}")
         .map(|style| {
             style.with_key(
@@ -712,9 +712,9 @@ fn progress_bar(quiet: bool) -> ProgressBar {
         })
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
     bar.set_style(style);
+    bar.set_draw_target(ProgressDrawTarget::stderr());
     // Keeps the spinner moving while a pool of long texts is being explained.
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
 }
 
 pub fn run(args: ScoreArgs) -> Result<i32> {
@@ -751,6 +751,17 @@ pub fn run(args: ScoreArgs) -> Result<i32> {
         _ => InputMode::Lines,
     };
 
+    // Installed before the model loads, so Ctrl-C during a slow load also ends with 130. The bar
+    // is shown only once loading succeeded, so a load error is never drawn over.
+    let bar = ProgressBar::hidden();
+    let interrupted_bar = bar.clone();
+    // Ctrl-C: records already written were flushed; end at once with the documented status.
+    // (If a handler cannot be installed the default SIGINT behaviour still ends the process.)
+    let _ = ctrlc::set_handler(move || {
+        interrupted_bar.finish_and_clear();
+        std::process::exit(exit_code::INTERRUPTED);
+    });
+
     let explainer = args.model.load(batch_size)?;
     let (target, contrast) = match (&args.target, &args.contrast) {
         (_, Some(spec)) => {
@@ -779,15 +790,8 @@ pub fn run(args: ScoreArgs) -> Result<i32> {
         with_tokens: args.tokens,
     };
     let mut writer = writer_for(format, display, color);
+    show_progress(&bar, args.quiet);
 
-    let bar = progress_bar(args.quiet);
-    let interrupted_bar = bar.clone();
-    // Ctrl-C: records already written were flushed; end at once with the documented status.
-    // (If a handler cannot be installed the default SIGINT behaviour still ends the process.)
-    let _ = ctrlc::set_handler(move || {
-        interrupted_bar.finish_and_clear();
-        std::process::exit(exit_code::INTERRUPTED);
-    });
     if reads_terminal && !args.quiet {
         eprintln!(
             "tokenlens: reading texts from the terminal, one per line; press Ctrl-D to finish \
