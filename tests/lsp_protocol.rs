@@ -482,7 +482,7 @@ fn opt_in_features_inlay_hints_semantic_tokens_and_fade() {
         json!({"textDocument": {"uri": uri}}),
     );
     let data = tokens["data"].as_array().unwrap();
-    assert!(!data.is_empty() && data.len() % 5 == 0);
+    assert!(!data.is_empty() && data.len().is_multiple_of(5));
     // Decode: every token is a whole word with a sign bit and a strength bit.
     let (mut line, mut start) = (0u64, 0u64);
     for token in data.chunks(5) {
