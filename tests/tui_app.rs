@@ -553,6 +553,11 @@ fn brackets_jump_between_influential_words() {
     settle(&mut terminal, &mut app);
     press(&mut app, &[ch(']')]);
     let first = app.selected_span.expect("a word is selected");
+    assert_eq!(
+        app.ranking()[app.ranking_index],
+        first,
+        "the word list follows"
+    );
     let UnitState::Ready(scores) = app.unit_state(app.cursor) else {
         panic!()
     };

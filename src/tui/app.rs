@@ -879,6 +879,14 @@ impl App {
         }
     }
 
+    /// Selects span `span` of the cursor unit and moves the ranking's highlight onto it.
+    fn select_span(&mut self, span: usize) {
+        self.selected_span = Some(span);
+        if let Some(position) = self.ranking().iter().position(|&s| s == span) {
+            self.ranking_index = position;
+        }
+    }
+
     /// Selects the word at the ranking's highlighted entry.
     fn jump_to_ranked(&mut self) {
         if let Some(&span) = self.ranking().get(self.ranking_index) {
@@ -997,7 +1005,7 @@ impl App {
                 };
                 if let Some(span) = found {
                     self.move_cursor_to(unit);
-                    self.selected_span = Some(span);
+                    self.select_span(span);
                     self.status = Some(span_summary(&scores.spans[span]));
                     return;
                 }
@@ -1146,7 +1154,7 @@ impl App {
                 .iter()
                 .position(|s| s.start <= byte && byte < s.end)
         {
-            self.selected_span = Some(item);
+            self.select_span(item);
             self.popup = Some(Popup::WordDetails {
                 unit: screen_row.unit,
                 item,
