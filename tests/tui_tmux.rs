@@ -302,7 +302,7 @@ fn missing_and_binary_files_fail_before_the_ui_starts() {
         .args(["tui", "--model", "/nonexistent-model", "/no/such/file.txt"])
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(3), "{missing:?}");
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(
         stderr.contains("tokenlens: could not read /no/such/file.txt"),

@@ -236,9 +236,9 @@ fn read_source(source: &Source) -> Result<String> {
                     path.display()
                 )));
             }
-            let bytes = std::fs::read(path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
+            // A missing or unreadable input is a usage error (exit 2), not a model failure.
+            let bytes = std::fs::read(path).map_err(|source| {
+                Error::Usage(format!("could not read {}: {source}", path.display()))
             })?;
             (path.display().to_string(), bytes)
         }
