@@ -271,7 +271,8 @@ const MIXED: &str = "Caf\u{e9} cr\u{e8}me was na\u{ef}ve \u{1F600} and fine.\r\n
                      \r\n\
                      Then e\u{301}tude \u{1F680} rockets \u{9ad8}\u{3044} quality.";
 
-fn check_ranges(client: &mut LspClient, encoding: &str, capabilities: Value) {
+fn check_ranges(client: &mut LspClient, encoding: &str, mut capabilities: Value) {
+    capabilities["experimental"] = json!({"tokenlensScores": true});
     let result = client.ready(
         capabilities,
         json!({"topK": 100, "diagnosticsPerUnit": 100}),
@@ -281,6 +282,26 @@ fn check_ranges(client: &mut LspClient, encoding: &str, capabilities: Value) {
     client.open(uri, "plaintext", MIXED);
     let diagnostics = client.diagnostics(uri, 1);
     assert!(diagnostics.len() >= 10, "{diagnostics:#?}");
+    // The notification's unit and word ranges, in the same encoding.
+    let scores = client.notification("tokenlens/publishScores", |p| p["uri"] == uri);
+    assert_eq!(scores["encoding"], encoding);
+    let units = scores["units"].as_array().unwrap();
+    let unit_texts: Vec<&str> = units
+        .iter()
+        .map(|u| slice(MIXED, &u["range"], encoding))
+        .collect();
+    assert_eq!(unit_texts.len(), 2);
+    assert!(unit_texts[0].starts_with("Caf\u{e9}") && unit_texts[0].ends_with("here."));
+    assert!(unit_texts[1].starts_with("Then") && unit_texts[1].ends_with("quality."));
+    for unit in units {
+        for word in unit["words"].as_array().unwrap() {
+            let text = slice(MIXED, &word["range"], encoding);
+            assert!(
+                !text.is_empty() && !text.contains(char::is_whitespace),
+                "{encoding}: notification word {text:?}"
+            );
+        }
+    }
     for d in &diagnostics {
         let word = slice(MIXED, &d["range"], encoding);
         let message = d["message"].as_str().unwrap();
