@@ -59,6 +59,26 @@ fn sample_sums(x: &Tensor) -> Result<Tensor> {
 /// `x⁺ ⊙ (S W⁺) + x⁻ ⊙ (S W⁻) = ½(x ⊙ (S W) + |x| ⊙ (S |W|))`, which need one elementwise
 /// pass over the weights instead of two and four matmuls on 2-D operands (no broadcast copies).
 pub fn linear(x: &Tensor, layer: &Linear, relevance: &Tensor) -> Result<Tensor> {
+    linear_rule(x, layer, None, relevance)
+}
+
+/// [`linear`] for a layer whose forward output `x Wᵀ + b` is at hand: `x Wᵀ` is taken from it
+/// instead of being recomputed, which saves a quarter of the rule's matmuls.
+pub fn linear_from_output(
+    x: &Tensor,
+    layer: &Linear,
+    output: &Tensor,
+    relevance: &Tensor,
+) -> Result<Tensor> {
+    linear_rule(x, layer, Some(output), relevance)
+}
+
+fn linear_rule(
+    x: &Tensor,
+    layer: &Linear,
+    output: Option<&Tensor>,
+    relevance: &Tensor,
+) -> Result<Tensor> {
     let w = layer.weight();
     let (out_dim, in_dim) = w.dims2()?;
     let rows = x.elem_count() / in_dim;
@@ -66,7 +86,12 @@ pub fn linear(x: &Tensor, layer: &Linear, relevance: &Tensor) -> Result<Tensor> 
     let r2 = relevance.reshape((rows, out_dim))?;
     let w_abs = w.abs()?;
     let x_abs = x2.abs()?;
-    let z = (x2.matmul(&w.t()?)? + x_abs.matmul(&w_abs.t()?)?)?.affine(0.5, 0.0)?;
+    let xw = match (output, layer.bias()) {
+        (Some(y), Some(b)) => y.reshape((rows, out_dim))?.broadcast_sub(b)?,
+        (Some(y), None) => y.reshape((rows, out_dim))?,
+        (None, _) => x2.matmul(&w.t()?)?,
+    };
+    let z = (xw + x_abs.matmul(&w_abs.t()?)?)?.affine(0.5, 0.0)?;
     let s = safe_div(&r2, &z)?;
     let r_in = ((x2 * s.matmul(w)?)? + (x_abs * s.matmul(&w_abs)?)?)?.affine(0.5, 0.0)?;
     Ok(r_in.reshape(x.shape())?)
@@ -139,7 +164,7 @@ pub fn propagate(
     }
     let seed = Tensor::from_vec(onehot, (batch, classes), &model.device)?.to_dtype(model.dtype)?;
 
-    let r_pooled = linear(&pass.pooled, &model.classifier, &seed)?;
+    let r_pooled = linear_from_output(&pass.pooled, &model.classifier, &pass.logits, &seed)?;
     let r_cls = linear(&pass.cls, &model.pooler, &r_pooled)?;
     // IndexSelect of position 0 (gradient × input over the selected row).
     let r_cls = (&pass.cls * safe_div(&r_cls, &pass.cls)?)?.unsqueeze(1)?;
@@ -160,12 +185,27 @@ pub fn propagate(
         let act = &pass.layers[index];
         // Output block: LayerNorm (identity), residual add, dense, activation (identity), dense.
         let (r_out, r_residual) = add(&act.output_dense, &act.attention_normed, &r)?;
-        let r_act = linear(&act.intermediate_act, &layer.output, &r_out)?;
-        let r_ffn_in = linear(&act.attention_normed, &layer.intermediate, &r_act)?;
+        let r_act = linear_from_output(
+            &act.intermediate_act,
+            &layer.output,
+            &act.output_dense,
+            &r_out,
+        )?;
+        let r_ffn_in = linear_from_output(
+            &act.attention_normed,
+            &layer.intermediate,
+            &act.intermediate_pre,
+            &r_act,
+        )?;
         let r_normed = clone(&act.attention_normed, &[&r_ffn_in, &r_residual])?;
         // Attention block: LayerNorm (identity), residual add, dense.
         let (r_dense, r_skip) = add(&act.attention_dense, &act.input, &r_normed)?;
-        let r_context = linear(&act.context, &layer.attention_output, &r_dense)?;
+        let r_context = linear_from_output(
+            &act.context,
+            &layer.attention_output,
+            &act.attention_dense,
+            &r_dense,
+        )?;
         let r_context = r_context
             .reshape((batch, len, heads, head_dim))?
             .transpose(1, 2)?
@@ -184,9 +224,24 @@ pub fn propagate(
         let (r_scores, _) = add(&act.scores, &pass.extended_mask, &r_probs)?;
         let key_t = act.key.t()?.contiguous()?;
         let (r_query, r_key_t) = matmul(&act.query, &key_t, &r_scores)?;
-        let r_query = linear(&act.input, &layer.query, &merge_heads(&r_query)?)?;
-        let r_key = linear(&act.input, &layer.key, &merge_heads(&r_key_t.t()?)?)?;
-        let r_value = linear(&act.input, &layer.value, &merge_heads(&r_value)?)?;
+        let r_query = linear_from_output(
+            &act.input,
+            &layer.query,
+            &merge_heads(&act.query)?,
+            &merge_heads(&r_query)?,
+        )?;
+        let r_key = linear_from_output(
+            &act.input,
+            &layer.key,
+            &merge_heads(&act.key)?,
+            &merge_heads(&r_key_t.t()?)?,
+        )?;
+        let r_value = linear_from_output(
+            &act.input,
+            &layer.value,
+            &merge_heads(&act.value)?,
+            &merge_heads(&r_value)?,
+        )?;
         let r_self = clone(&act.input, &[&r_query, &r_key, &r_value])?;
         r = clone(&act.input, &[&r_self, &r_skip])?;
         layer_input_totals[index] = Some(r.flatten_from(1)?.sum(1)?);
