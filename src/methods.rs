@@ -32,6 +32,11 @@ pub enum Method {
     CpLrp,
 }
 
+/// The method front-ends show when none is chosen: CP-LRP was the most faithful method that
+/// tokenlens ships on the default model (tied with AttnLRP within the confidence intervals and
+/// faster), ahead of leave-one-out occlusion and the Chefer et al. methods (`docs/eval.md`).
+pub const DEFAULT_METHOD: Method = Method::CpLrp;
+
 impl Method {
     pub const ALL: [Method; 11] = [
         Method::CheferLrpAllLayers,
