@@ -23,13 +23,36 @@ pub struct Bundle {
     pub files: &'static [(&'static str, &'static [u8])],
 }
 
-/// Files of the bundled default sentiment model.
+/// Where the shipped model lives in the repository.
+pub const SOURCE_DIR: &str = "fixtures/models/minilm-rt-sentiment";
+
+/// The default sentiment model (see its model card, `fixtures/models/minilm-rt-sentiment/README.md`).
+pub static BUNDLED: Bundle = Bundle {
+    name: "minilm-rt-sentiment",
+    // tests/default_model.rs checks this against the committed weights.
+    sha256: "a5a67af53b15c7c2f7f715f68c2a12f0ed3433c488d708eaa597bce800c8cf1b",
+    files: &[
+        (
+            "config.json",
+            include_bytes!("../fixtures/models/minilm-rt-sentiment/config.json"),
+        ),
+        (
+            "tokenizer.json",
+            include_bytes!("../fixtures/models/minilm-rt-sentiment/tokenizer.json"),
+        ),
+        (
+            "model.safetensors",
+            include_bytes!("../fixtures/models/minilm-rt-sentiment/model.safetensors"),
+        ),
+    ],
+};
+
+/// Files of the bundled default sentiment model, written to the cache on first use.
 pub fn files() -> Result<ModelFiles> {
-    Err(Error::Usage(
-        "no --model given and no bundled default model in this build; pass --model DIR \
-         (a Hugging Face BertForSequenceClassification directory) or set TOKENLENS_MODEL"
-            .into(),
-    ))
+    let dir = materialize(&BUNDLED, &cache_roots())?;
+    let mut files = ModelFiles::from_dir(&dir)?;
+    files.name = format!("{} (bundled)", BUNDLED.name);
+    Ok(files)
 }
 
 /// Cache roots to try, in order: `$XDG_CACHE_HOME`, `~/.cache`, the system temp directory.
@@ -131,7 +154,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let blocked = tmp.path().join("file");
         std::fs::write(&blocked, "x").unwrap();
-        let message = materialize(&BUNDLE, &[blocked.clone()])
+        let message = materialize(&BUNDLE, std::slice::from_ref(&blocked))
             .unwrap_err()
             .to_string();
         assert!(
