@@ -252,7 +252,10 @@ fn jsonl_keeps_the_first_score_fields_and_spans() {
         assert!(record.get(field).is_some(), "no {field} in {record}");
     }
     assert_eq!(record["schema_version"], 1);
-    assert_eq!(record["method"], "chefer_lrp_all_layers");
+    assert_eq!(
+        record["method"], "cplrp",
+        "the measured-best default method"
+    );
     assert_eq!(record["probs"][0]["label"], "negative");
     let text = record["text"].as_str().unwrap();
     for word in record["words"].as_array().unwrap() {
@@ -575,7 +578,14 @@ fn colour_follows_flags_and_environment() {
 #[test]
 fn without_colour_top_words_carry_markers() {
     let output = score(
-        &["--format", "ansi", "--top-k", "2"],
+        &[
+            "--format",
+            "ansi",
+            "--top-k",
+            "2",
+            "--method",
+            "chefer_lrp_all_layers",
+        ],
         "An utterly wonderful little film.\n",
     );
     assert_ok(&output);

@@ -276,7 +276,8 @@ fn check_ranges(client: &mut LspClient, encoding: &str, mut capabilities: Value)
     capabilities["experimental"] = json!({"tokenlensScores": true});
     let result = client.ready(
         capabilities,
-        json!({"topK": 100, "diagnosticsPerUnit": 100}),
+        // A non-negative method marks every word, which is what a position test needs.
+        json!({"topK": 100, "diagnosticsPerUnit": 100, "method": "chefer_lrp_all_layers"}),
     );
     assert_eq!(result["capabilities"]["positionEncoding"], encoding);
     let uri = "file:///tmp/mixed.txt";

@@ -241,7 +241,8 @@ fn tui_in_tmux_colours_words_and_follows_keys() {
     tmux.wait_for(&[
         "A reloaded closing line.",
         "unit 4/6",
-        "reloaded: the file changed on disk",
+        // The end of the message may be cut at 100 columns next to the diverging legend.
+        "reloaded: the file",
     ]);
     assert_eq!(
         std::fs::read_to_string(&fixture).unwrap().len(),

@@ -40,7 +40,8 @@ pub use crate::render::json::SCHEMA_VERSION;
 pub const BATCHES_PER_POOL: usize = 4;
 
 /// The method used when `--method` is not given.
-pub const DEFAULT_METHOD: &str = "chefer_lrp_all_layers";
+/// (the measured best, `crate::methods::DEFAULT_METHOD`; see docs/eval.md).
+pub const DEFAULT_METHOD: &str = "cplrp";
 
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]

@@ -26,7 +26,7 @@ pub struct TuiArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Relevance method (m switches inside the UI).
-    #[arg(long, default_value = "chefer_lrp_all_layers", value_parser = parse_method)]
+    #[arg(long, default_value = crate::cli::score::DEFAULT_METHOD, value_parser = parse_method)]
     pub method: Method,
     /// Class to explain, by label or index (default: each unit's predicted class; c switches).
     #[arg(long, value_name = "LABEL|INDEX")]

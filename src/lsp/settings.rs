@@ -70,7 +70,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             model: None,
-            method: Method::CheferLrpAllLayers.name().to_owned(),
+            method: crate::methods::DEFAULT_METHOD.name().to_owned(),
             target: "auto".to_owned(),
             top_k: 25,
             diagnostics_per_unit: 3,
@@ -135,7 +135,9 @@ impl Settings {
     }
 
     pub fn method(&self) -> Method {
-        self.method.parse().unwrap_or(Method::CheferLrpAllLayers)
+        self.method
+            .parse()
+            .unwrap_or(crate::methods::DEFAULT_METHOD)
     }
 
     pub fn explains_language(&self, language_id: &str) -> bool {
@@ -213,7 +215,7 @@ mod tests {
         }));
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert_eq!(s.top_k, 25);
-        assert_eq!(s.method, "chefer_lrp_all_layers");
+        assert_eq!(s.method, "cplrp");
         assert_eq!(s.debounce_ms, 50);
     }
 }
