@@ -174,7 +174,12 @@ pub fn deepest(methods: &[Method], layers: usize) -> Option<Depth> {
 
 /// Sample `b`'s [.., N, N] block restricted to its `len` real tokens, as [.., len, len] f64.
 fn sample_square(x: &Tensor, b: usize, len: usize) -> Result<Tensor> {
-    let x = x.i(b)?.to_dtype(DType::F64)?;
+    Ok(sample_square_native(x, b, len)?.to_dtype(DType::F64)?)
+}
+
+/// [`sample_square`] in the model's own dtype, for work that reduces over heads first.
+fn sample_square_native(x: &Tensor, b: usize, len: usize) -> Result<Tensor> {
+    let x = x.i(b)?;
     let rank = x.rank();
     Ok(x.narrow(rank - 2, 0, len)?
         .narrow(rank - 1, 0, len)?
@@ -199,8 +204,9 @@ fn rollout_first_row(matrices: &[Tensor]) -> Result<Vec<f64>> {
     Ok(row.squeeze(0)?.to_vec1()?)
 }
 
+/// mean_h[(a ⊙ b)⁺] as f64 [len, len]; the inputs may be in the model's dtype.
 fn positive_head_mean_of_product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    Ok((a * b)?.relu()?.mean(0)?)
+    Ok((a * b)?.relu()?.mean(0)?.to_dtype(DType::F64)?)
 }
 
 fn min_of(v: &[f64]) -> f64 {
@@ -228,11 +234,14 @@ pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Re
     let grads = || inputs.gradients.ok_or_else(|| missing("gradients", method));
     let rel = || inputs.relevance.ok_or_else(|| missing("relevance", method));
     let probs = |layer: usize| sample_square(&inputs.pass.layers[layer].probs, b, len);
-    let attention_relevance = |layer: usize| -> Result<Tensor> {
+    let attention_relevance_native = |layer: usize| -> Result<Tensor> {
         let r = rel()?.attention[layer]
             .as_ref()
             .ok_or_else(|| missing("attention relevance", method))?;
-        sample_square(r, b, len)
+        sample_square_native(r, b, len)
+    };
+    let attention_relevance = |layer: usize| -> Result<Tensor> {
+        Ok(attention_relevance_native(layer)?.to_dtype(DType::F64)?)
     };
     let mut out = match method {
         Method::CheferLrpAllLayers | Method::CheferLrpLastLayerRollout => {
@@ -244,8 +253,9 @@ pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Re
             let g = grads()?;
             let mut matrices = Vec::new();
             for layer in first..layers {
-                let grad = sample_square(&g.probs[layer], b, len)?;
-                let cam = positive_head_mean_of_product(&grad, &attention_relevance(layer)?)?;
+                let grad = sample_square_native(&g.probs[layer], b, len)?;
+                let cam =
+                    positive_head_mean_of_product(&grad, &attention_relevance_native(layer)?)?;
                 matrices.push(identity_row_normalised(&cam)?);
             }
             let mut row = rollout_first_row(&matrices)?;
@@ -292,8 +302,9 @@ pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Re
             let mut row = Tensor::from_vec(row, (1, len), &candle_core::Device::Cpu)?
                 .to_device(inputs.pass.logits.device())?;
             for layer in (0..layers).rev() {
-                let grad = sample_square(&g.probs[layer], b, len)?;
-                let cam = positive_head_mean_of_product(&grad, &probs(layer)?)?;
+                let grad = sample_square_native(&g.probs[layer], b, len)?;
+                let probs = sample_square_native(&inputs.pass.layers[layer].probs, b, len)?;
+                let cam = positive_head_mean_of_product(&grad, &probs)?;
                 row = (&row + row.matmul(&cam)?)?;
             }
             row.squeeze(0)?.to_vec1()?
@@ -327,12 +338,19 @@ pub fn gradients_for(
     targets: &[usize],
 ) -> Result<Option<Gradients>> {
     let layers = model.layers.len();
-    let depths: Vec<GradientDepth> = methods.iter().filter_map(|m| m.gradient_depth(layers)).collect();
+    let depths: Vec<GradientDepth> = methods
+        .iter()
+        .filter_map(|m| m.gradient_depth(layers))
+        .collect();
     if depths.is_empty() {
         return Ok(None);
     }
     let depth = GradientDepth {
-        lowest_attention_layer: depths.iter().map(|d| d.lowest_attention_layer).min().unwrap_or(0),
+        lowest_attention_layer: depths
+            .iter()
+            .map(|d| d.lowest_attention_layer)
+            .min()
+            .unwrap_or(0),
         encoder_input: depths.iter().any(|d| d.encoder_input),
     };
     Ok(Some(backward::gradients(model, pass, targets, depth)?))

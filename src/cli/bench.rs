@@ -152,10 +152,11 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     for precision in &args.precisions {
         for &length in &args.lengths {
             let mut child = Command::new(&exe);
+            child.arg("bench");
+            if let Some(model) = &args.model.model {
+                child.arg("--model").arg(model);
+            }
             child
-                .arg("bench")
-                .arg("--model")
-                .arg(&files.name)
                 .arg("--device")
                 .arg(&args.model.device)
                 .arg("--method")
