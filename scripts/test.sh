@@ -15,4 +15,6 @@ cargo build --locked
 cargo test --locked
 
 # The VS Code extension: build, unit tests, and a JSON-RPC session with the real server binary.
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+export TOKENLENS_BIN="$target_dir/debug/tokenlens"
 (cd editors/vscode && npm ci --no-audit --no-fund && npm run build && npm test)
