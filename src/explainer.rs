@@ -242,7 +242,10 @@ impl Explainer {
         }
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if self.options.cache_capacity == 0 {
-            return Ok(results.into_iter().map(|r| r.expect("every text explained")).collect());
+            return Ok(results
+                .into_iter()
+                .map(|r| r.expect("every text explained"))
+                .collect());
         }
         if cache.len() + todo.len() > self.options.cache_capacity {
             cache.clear();

@@ -1,9 +1,9 @@
 //! Command-line front-ends. Each subcommand is a thin adapter over [`crate::Explainer`].
 
+pub mod bench;
 pub mod bench_score;
 pub mod eval;
 pub mod lsp;
-pub mod bench;
 pub mod score;
 pub mod train;
 pub mod tui;

@@ -127,7 +127,7 @@ pub fn byte_at_column(text: &str, row: RowSpan, column: usize) -> Option<usize> 
 mod tests {
     use super::*;
 
-    fn rows<'a>(text: &'a str, width: usize) -> Vec<&'a str> {
+    fn rows(text: &str, width: usize) -> Vec<&str> {
         wrap(text, width)
             .iter()
             .map(|r| &text[r.start..r.end])
