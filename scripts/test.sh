@@ -11,6 +11,8 @@ bash scripts/fetch-nvim.sh >/dev/null
 
 # The Neovim end-to-end test must not pass by skipping when nvim is missing.
 export TOKENLENS_REQUIRE_NVIM=1
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked
 cargo test --locked
 
