@@ -19,7 +19,7 @@ use candle_core::{D, DType, Module, Tensor, Var};
 
 use crate::bert::{BertClassifier, EncoderLayer, ForwardPass, LayerNorm};
 use crate::config::Activation;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Which rule set the patched forward pass realises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,20 +216,7 @@ pub fn patched_forward(
 
 /// Σ_b logits[b, targets[b]] as a scalar to differentiate.
 pub fn target_objective(logits: &Tensor, targets: &[usize]) -> Result<Tensor> {
-    let (batch, classes) = logits.dims2()?;
-    if targets.len() != batch || targets.iter().any(|&c| c >= classes) {
-        return Err(Error::Usage(format!(
-            "internal: {} targets for {batch} sequences of {classes} classes",
-            targets.len()
-        )));
-    }
-    let mut onehot = vec![0f64; batch * classes];
-    for (b, &c) in targets.iter().enumerate() {
-        onehot[b * classes + c] = 1.0;
-    }
-    let onehot =
-        Tensor::from_vec(onehot, (batch, classes), logits.device())?.to_dtype(logits.dtype())?;
-    Ok((logits * onehot)?.sum_all()?)
+    Ok((logits * crate::bert::one_hot_like(logits, targets)?)?.sum_all()?)
 }
 
 /// Relevance per token position [B, N] for the target class of every sequence, from a forward

@@ -6,7 +6,9 @@
 
 use candle_core::{D, Tensor};
 
-use crate::bert::{BertClassifier, ForwardPass, Gradients, LayerNorm, dense_input_grad};
+use crate::bert::{
+    BertClassifier, ForwardPass, Gradients, LayerNorm, dense_input_grad, one_hot_like,
+};
 use crate::config::Activation;
 use crate::error::Result;
 
@@ -65,17 +67,12 @@ pub fn gradients(
     targets: &[usize],
     depth: GradientDepth,
 ) -> Result<Gradients> {
-    let (batch, classes) = pass.logits.dims2()?;
+    let batch = pass.logits.dim(0)?;
     let (_, len, hidden) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;
     let head_dim = model.config.head_dim();
     let scale = (head_dim as f64).sqrt();
-    let mut onehot = vec![0f64; batch * classes];
-    for (b, &c) in targets.iter().enumerate() {
-        onehot[b * classes + c] = 1.0;
-    }
-    let d_logits =
-        Tensor::from_vec(onehot, (batch, classes), &model.device)?.to_dtype(model.dtype)?;
+    let d_logits = one_hot_like(&pass.logits, targets)?;
     let d_pooled = dense_input_grad(&model.classifier, &d_logits)?;
     let d_pool_pre = (d_pooled * pass.pooled.sqr()?.affine(-1.0, 1.0)?)?;
     let d_cls = dense_input_grad(&model.pooler, &d_pool_pre)?.unsqueeze(1)?;

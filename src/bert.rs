@@ -206,6 +206,23 @@ pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     Ok(y.reshape(shape)?)
 }
 
+/// One row per sample with 1 at its target class, shaped, typed and placed like `logits`
+/// [B, C]: the seed of every gradient and relevance pass.
+pub fn one_hot_like(logits: &Tensor, targets: &[usize]) -> Result<Tensor> {
+    let (batch, classes) = logits.dims2()?;
+    if targets.len() != batch || targets.iter().any(|&c| c >= classes) {
+        return Err(crate::error::Error::Usage(format!(
+            "internal: {} targets {targets:?} for {batch} sequences of {classes} classes",
+            targets.len()
+        )));
+    }
+    let mut onehot = vec![0f64; batch * classes];
+    for (b, &c) in targets.iter().enumerate() {
+        onehot[b * classes + c] = 1.0;
+    }
+    Ok(Tensor::from_vec(onehot, (batch, classes), logits.device())?.to_dtype(logits.dtype())?)
+}
+
 /// `dy W` for y = x Wᵀ + b: the gradient with respect to the input of a dense layer.
 pub fn dense_input_grad(layer: &Linear, dy: &Tensor) -> Result<Tensor> {
     let w = layer.weight();
@@ -451,13 +468,7 @@ impl ForwardPass {
         let probes = self.probes.as_ref().ok_or_else(|| {
             crate::error::Error::Usage("forward pass was run without gradient probes".into())
         })?;
-        let (batch, classes) = self.logits.dims2()?;
-        let mut onehot = vec![0f64; batch * classes];
-        for (b, &c) in targets.iter().enumerate() {
-            onehot[b * classes + c] = 1.0;
-        }
-        let onehot = Tensor::from_vec(onehot, (batch, classes), self.logits.device())?
-            .to_dtype(self.logits.dtype())?;
+        let onehot = one_hot_like(&self.logits, targets)?;
         let objective = (&self.logits * onehot)?.sum_all()?;
         let grads = objective.backward()?;
         let get = |var: &Var| -> Result<Tensor> {

@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use candle_nn::Linear;
 
-use crate::bert::{BertClassifier, ForwardPass};
+use crate::bert::{BertClassifier, ForwardPass, one_hot_like};
 use crate::error::Result;
 
 /// How far down the encoder relevance is propagated.
@@ -229,15 +229,11 @@ pub fn propagate(
     targets: &[usize],
     depth: Depth,
 ) -> Result<Relevance> {
-    let (batch, classes) = pass.logits.dims2()?;
+    let batch = pass.logits.dim(0)?;
     let (_, len, hidden) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;
     let head_dim = model.config.head_dim();
-    let mut onehot = vec![0f64; batch * classes];
-    for (b, &c) in targets.iter().enumerate() {
-        onehot[b * classes + c] = 1.0;
-    }
-    let seed = Tensor::from_vec(onehot, (batch, classes), &model.device)?.to_dtype(model.dtype)?;
+    let seed = one_hot_like(&pass.logits, targets)?;
 
     let r_pooled = linear_from_output(&pass.pooled, &model.classifier, &pass.logits, &seed)?;
     let r_cls = linear(&pass.cls, &model.pooler, &r_pooled)?;
