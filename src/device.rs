@@ -27,9 +27,12 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
     Device::new_cuda(ordinal).map_err(|e| {
+        // candle appends a backtrace to driver errors: the first line is the message.
+        let reason = e.to_string();
+        let reason = reason.lines().next().unwrap_or_default().to_owned();
         Error::Device(format!(
-            "no usable CUDA GPU {ordinal} ({e}); check nvidia-smi and that the CUDA 13 libraries \
-             (libcublas, libcurand, libnvrtc) are on the library path, or use --device cpu"
+            "no usable CUDA GPU {ordinal} ({reason}); check nvidia-smi and that the CUDA 13 \
+             libraries (libcublas, libcurand, libnvrtc) are on the library path, or use --device cpu"
         ))
     })
 }
