@@ -1,6 +1,7 @@
 //! `e`: the visible units with the current settings, as a self-contained HTML page (inline CSS,
 //! legend, no scripts) or as JSON.
 
+use crate::render::html::escape;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -108,20 +109,6 @@ pub fn json(app: &App) -> String {
     });
     // Through `Value`: NaN scores (attention GradCAM on a constant map) become null.
     serde_json::to_string_pretty(&document).unwrap_or_default()
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 pub fn html(app: &App) -> String {
