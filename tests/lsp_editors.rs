@@ -1,26 +1,17 @@
 //! The editor clients under `editors/` use the shared palette and the server's names.
 
+mod common;
+
 use std::path::PathBuf;
 
+use common::palette_hex;
 use serde_json::Value;
 use tokenlens::Method;
 use tokenlens::lsp::features::SEMANTIC_MODIFIERS;
-use tokenlens::render::palette::{Bucket, Palette};
 
 fn read(path: &str) -> String {
     let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
-}
-
-/// (bucket, background hex, text hex) for the ten marked buckets.
-fn palette() -> Vec<(i8, String, String)> {
-    (-5i8..=5)
-        .filter(|&b| b != 0)
-        .map(|b| {
-            let c = Palette::BlueOrange.bucket_color(Bucket(b)).unwrap();
-            (b, c.hex(), c.text_color().hex())
-        })
-        .collect()
 }
 
 fn vscode_package() -> Value {
@@ -32,7 +23,7 @@ fn vscode_contributed_colors_are_the_palette() {
     let package = vscode_package();
     let colors = package["contributes"]["colors"].as_array().unwrap();
     assert_eq!(colors.len(), 10);
-    for (bucket, hex, _) in palette() {
+    for (bucket, hex, _) in palette_hex() {
         let id = format!(
             "tokenlens.{}{}",
             if bucket < 0 { "negative" } else { "positive" },
@@ -78,7 +69,7 @@ fn vscode_settings_and_semantic_legend_match_the_server() {
 #[test]
 fn neovim_plugin_palette_is_the_shared_palette() {
     let source = read("editors/nvim/lua/tokenlens/init.lua");
-    for (bucket, bg, fg) in palette() {
+    for (bucket, bg, fg) in palette_hex() {
         let name = format!(
             "{}{}",
             if bucket < 0 { "Neg" } else { "Pos" },
@@ -92,7 +83,7 @@ fn neovim_plugin_palette_is_the_shared_palette() {
 #[test]
 fn emacs_faces_are_the_shared_palette() {
     let source = read("editors/emacs/tokenlens.el");
-    for (bucket, bg, fg) in palette() {
+    for (bucket, bg, fg) in palette_hex() {
         let face = format!(
             "(defface tokenlens-{}-{} '((t :background \"{bg}\" :foreground \"{fg}\"))",
             if bucket < 0 { "neg" } else { "pos" },

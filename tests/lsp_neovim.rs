@@ -6,11 +6,13 @@
 //! `$TOKENLENS_NVIM`. Without it the Neovim tests print why and pass, unless
 //! `TOKENLENS_REQUIRE_NVIM=1` (CI) makes a missing Neovim a failure.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::palette_hex;
 use serde_json::Value;
-use tokenlens::render::palette::{Bucket, Palette};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -70,16 +72,6 @@ fn run(nvim: &Path, mode: &str) -> Value {
     assert_eq!(report["clients"][0]["name"], "tokenlens");
     assert_eq!(report["clients"][0]["encoding"], "utf-8");
     report
-}
-
-fn palette_hex() -> Vec<(i8, String, String)> {
-    (-5i8..=5)
-        .filter(|&b| b != 0)
-        .map(|b| {
-            let c = Palette::BlueOrange.bucket_color(Bucket(b)).unwrap();
-            (b, c.hex(), c.text_color().hex())
-        })
-        .collect()
 }
 
 /// Every mark covers one whole word of the buffer.

@@ -66,16 +66,7 @@ impl Document {
             // Units never cross a blank line, so the prefix's units are the whole text's first ones.
             Some(end) => {
                 let units = segments(&text[..end], unit);
-                Document {
-                    source,
-                    text,
-                    unit,
-                    units,
-                    modified: false,
-                    stamp: None,
-                    revision: 0,
-                    units_complete: false,
-                }
+                Document::with_units(source, text, unit, units, false)
             }
             None => Document::from_text(source, text, unit),
         };
@@ -85,6 +76,18 @@ impl Document {
 
     pub fn from_text(source: Source, text: String, unit: Unit) -> Self {
         let units = segments(&text, unit);
+        Document::with_units(source, text, unit, units, true)
+    }
+
+    /// A freshly loaded, unmodified document whose first `units` are known (all of them when
+    /// `units_complete`).
+    fn with_units(
+        source: Source,
+        text: String,
+        unit: Unit,
+        units: Vec<Segment>,
+        units_complete: bool,
+    ) -> Self {
         Document {
             source,
             text,
@@ -93,7 +96,7 @@ impl Document {
             modified: false,
             stamp: None,
             revision: 0,
-            units_complete: true,
+            units_complete,
         }
     }
 

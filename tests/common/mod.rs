@@ -93,3 +93,16 @@ pub fn check_close(
 pub fn path_str(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
 }
+
+/// (bucket, background hex, text hex) of the ten marked buckets of the shared palette: what every
+/// editor client must paint.
+pub fn palette_hex() -> Vec<(i8, String, String)> {
+    use tokenlens::render::palette::{Bucket, Palette};
+    (-5i8..=5)
+        .filter(|&b| b != 0)
+        .map(|b| {
+            let c = Palette::BlueOrange.bucket_color(Bucket(b)).unwrap();
+            (b, c.hex(), c.text_color().hex())
+        })
+        .collect()
+}
