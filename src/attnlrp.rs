@@ -179,7 +179,7 @@ pub fn feed_forward_block(
 
 /// Pooler (tanh under the identity rule) and classifier from the last hidden state [B, N, D].
 pub fn head(model: &BertClassifier, last_hidden: &Tensor) -> Result<Tensor> {
-    let cls = last_hidden.narrow(1, 0, 1)?.squeeze(1)?;
+    let cls = last_hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
     let pre = model.pooler.forward(&cls)?;
     // tanh(x)/x → 1 as x → 0.
     let pooled = identity_rule(&pre, &pre.detach().tanh()?, 1.0)?;

@@ -83,6 +83,13 @@ impl TrainingDropout {
             return Ok(x.clone());
         }
         let keep_scale = 1.0 / (1.0 - self.probability);
+        if !x.device().is_cpu() {
+            // On a GPU the mask is drawn there (seeded through `Device::set_seed`): drawing
+            // millions of numbers per step on the CPU and copying them would dominate a step.
+            let uniform = Tensor::rand(0f32, 1f32, x.shape(), x.device())?;
+            let mask = (uniform.ge(self.probability)?.to_dtype(x.dtype())? * keep_scale as f64)?;
+            return Ok((x * mask)?);
+        }
         let mask: Vec<f32> = {
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
             (0..x.elem_count())

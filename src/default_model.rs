@@ -27,10 +27,11 @@ pub struct Bundle {
 pub const SOURCE_DIR: &str = "fixtures/models/minilm-rt-sentiment";
 
 /// The default sentiment model (see its model card, `fixtures/models/minilm-rt-sentiment/README.md`).
+#[cfg(feature = "bundled-model")]
 pub static BUNDLED: Bundle = Bundle {
     name: "minilm-rt-sentiment",
     // tests/default_model.rs checks this against the committed weights.
-    sha256: "a5a67af53b15c7c2f7f715f68c2a12f0ed3433c488d708eaa597bce800c8cf1b",
+    sha256: "df0aa81b61a79bc752816d8ae0a89d9e23136dc3258d80fff72f589eae2aa989",
     files: &[
         (
             "config.json",
@@ -48,11 +49,23 @@ pub static BUNDLED: Bundle = Bundle {
 };
 
 /// Files of the bundled default sentiment model, written to the cache on first use.
+#[cfg(feature = "bundled-model")]
 pub fn files() -> Result<ModelFiles> {
     let dir = materialize(&BUNDLED, &cache_roots())?;
     let mut files = ModelFiles::from_dir(&dir)?;
     files.name = format!("{} (bundled)", BUNDLED.name);
     Ok(files)
+}
+
+/// Builds without the `bundled-model` feature (a smaller binary, e.g. for a GPU machine) have no
+/// default model.
+#[cfg(not(feature = "bundled-model"))]
+pub fn files() -> Result<ModelFiles> {
+    Err(Error::Usage(
+        "this tokenlens was built without the bundled default model (cargo feature \
+         `bundled-model`); pass --model DIR or set TOKENLENS_MODEL"
+            .into(),
+    ))
 }
 
 /// Cache roots to try, in order: `$XDG_CACHE_HOME`, `~/.cache`, the system temp directory.

@@ -786,6 +786,10 @@ pub fn train(
         let store = WeightStore::load(&base.weights, DType::F32, device)?;
         parameters(&store, &config, &mut rng, device)?
     };
+    if !device.is_cpu() {
+        // Dropout masks are drawn on the GPU from its generator (see `TrainingDropout`).
+        device.set_seed(options.seed.wrapping_add(1))?;
+    }
     let mut model = build_model(&config, &params, device)?;
     let eval_model = model.clone();
     // A separate stream, so the dropout masks do not shift the shuffling when dropout changes.

@@ -253,7 +253,7 @@ fn jsonl_keeps_the_first_score_fields_and_spans() {
     }
     assert_eq!(record["schema_version"], 1);
     assert_eq!(
-        record["method"], "cplrp",
+        record["method"], "attnlrp",
         "the measured-best default method"
     );
     assert_eq!(record["probs"][0]["label"], "negative");

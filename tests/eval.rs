@@ -206,8 +206,18 @@ fn cli_table_and_csv_formats_and_the_svg_plot() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("curves.svg");
     let plot_arg = plot.to_str().unwrap();
+    let json_path = dir.path().join("report.json");
     let methods = "cplrp,random";
-    let table = eval(&["--limit", "3", "--methods", methods, "--plot", plot_arg]);
+    let table = eval(&[
+        "--limit",
+        "3",
+        "--methods",
+        methods,
+        "--plot",
+        plot_arg,
+        "--json",
+        json_path.to_str().unwrap(),
+    ]);
     assert!(
         table.status.success(),
         "{}",
@@ -217,6 +227,10 @@ fn cli_table_and_csv_formats_and_the_svg_plot() {
     assert!(table.contains("accuracy: "), "{table}");
     assert!(table.contains("| cplrp "), "{table}");
     assert!(table.contains("| random "), "{table}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(saved["examples"], 3);
+    assert_eq!(saved["scorers"].as_array().unwrap().len(), 2);
 
     let svg = std::fs::read_to_string(&plot).unwrap();
     let document = roxmltree::Document::parse(&svg).expect("the plot is well-formed XML");

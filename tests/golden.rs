@@ -12,6 +12,7 @@ use tokenlens::{Explainer, ExplainerOptions, Method, Precision, Target};
 fn explainer(dir: &std::path::Path, precision: Precision) -> Explainer {
     let options = ExplainerOptions {
         precision,
+        device: test_device(),
         ..Default::default()
     };
     Explainer::load(&path_str(dir), options).unwrap()
@@ -110,7 +111,7 @@ fn check_diagnostics(model: &str, dir: &std::path::Path, precision: Precision, t
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
         let n = ids.len();
-        let ids = Tensor::from_vec(ids, (1, n), &candle_core::Device::Cpu).unwrap();
+        let ids = Tensor::from_vec(ids, (1, n), &test_device()).unwrap();
         let mask = ids.ones_like().unwrap();
         let pass = explainer.model().forward(&ids, &mask, false).unwrap();
         for explanation in case["explanations"].as_array().unwrap() {

@@ -44,6 +44,9 @@ pub struct EvalArgs {
     /// Also write the perturbation curves as an SVG plot to this file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Also write the full report as JSON to this file (whatever --format prints).
+    #[arg(long, value_name = "FILE.json")]
+    pub json: Option<PathBuf>,
     /// Interpolation steps of integrated gradients.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub ig_steps: u16,
@@ -112,19 +115,26 @@ pub fn run(args: EvalArgs) -> Result<i32> {
     };
     let report = eval::evaluate(&explainer, &examples, &options, &mut progress)?;
     let data_name = args.data.display().to_string();
+    let json = || -> Result<String> {
+        let mut value = serde_json::to_value(&report)
+            .map_err(|e| Error::Usage(format!("internal: report as JSON: {e}")))?;
+        value["data"] = serde_json::Value::String(data_name.clone());
+        let mut text = serde_json::to_string_pretty(&value)
+            .map_err(|e| Error::Usage(format!("internal: report as JSON: {e}")))?;
+        text.push('\n');
+        Ok(text)
+    };
     let rendered = match args.format {
         Format::Table => table(&report, &data_name),
-        Format::Json => {
-            let mut value = serde_json::to_value(&report)
-                .map_err(|e| Error::Usage(format!("internal: report as JSON: {e}")))?;
-            value["data"] = serde_json::Value::String(data_name.clone());
-            let mut text = serde_json::to_string_pretty(&value)
-                .map_err(|e| Error::Usage(format!("internal: report as JSON: {e}")))?;
-            text.push('\n');
-            text
-        }
+        Format::Json => json()?,
         Format::Csv => csv(&report),
     };
+    if let Some(path) = &args.json {
+        std::fs::write(path, json()?).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
     if let Some(path) = &args.plot {
         let title = format!(
             "{} on {} ({} examples)",

@@ -41,7 +41,7 @@ pub const BATCHES_PER_POOL: usize = 4;
 
 /// The method used when `--method` is not given.
 /// (the measured best, `crate::methods::DEFAULT_METHOD`; see docs/eval.md).
-pub const DEFAULT_METHOD: &str = "cplrp";
+pub const DEFAULT_METHOD: &str = "attnlrp";
 
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]

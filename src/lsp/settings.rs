@@ -215,7 +215,7 @@ mod tests {
         }));
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert_eq!(s.top_k, 25);
-        assert_eq!(s.method, "cplrp");
+        assert_eq!(s.method, "attnlrp");
         assert_eq!(s.debounce_ms, 50);
     }
 }

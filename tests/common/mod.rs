@@ -7,8 +7,19 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+/// The repository; `TOKENLENS_TEST_ROOT` overrides it for test binaries run on another machine
+/// (the GPU checks of docs/cuda.md).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    match std::env::var_os("TOKENLENS_TEST_ROOT") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    }
+}
+
+/// The device under test: `TOKENLENS_TEST_DEVICE` (cpu, cuda, cuda:N), else the CPU.
+pub fn test_device() -> candle_core::Device {
+    let spec = std::env::var("TOKENLENS_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    tokenlens::device::parse_device(&spec).unwrap_or_else(|e| panic!("TOKENLENS_TEST_DEVICE: {e}"))
 }
 
 pub fn tiny_bert_dir() -> PathBuf {
