@@ -219,6 +219,48 @@ pub fn target_objective(logits: &Tensor, targets: &[usize]) -> Result<Tensor> {
     Ok((logits * crate::bert::one_hot_like(logits, targets)?)?.sum_all()?)
 }
 
+/// A patched forward pass from a fresh encoder-input variable: its logits equal the model's, so
+/// the targets can be chosen from them before the backward pass (no separate plain forward).
+pub struct PatchedRun {
+    input: Var,
+    pass: PatchedPass,
+}
+
+impl PatchedRun {
+    /// Runs the patched forward pass on the encoder input `embedded` [B, N, D] with the additive
+    /// mask [B, 1, 1, N].
+    pub fn start(
+        model: &BertClassifier,
+        embedded: &Tensor,
+        extended_mask: &Tensor,
+        rules: Rules,
+    ) -> Result<Self> {
+        let input = Var::from_tensor(&embedded.detach())?;
+        let pass = patched_forward(
+            model,
+            input.as_tensor(),
+            &extended_mask.detach(),
+            rules,
+            false,
+        )?;
+        Ok(PatchedRun { input, pass })
+    }
+
+    /// The model's logits [B, C].
+    pub fn logits(&self) -> &Tensor {
+        &self.pass.logits
+    }
+
+    /// Relevance per token position [B, N] (f64) for `targets[b]` of every sequence: R = e ⊙ ∂y/∂e
+    /// summed over the hidden units.
+    pub fn relevance(&self, targets: &[usize]) -> Result<Tensor> {
+        let grads = target_objective(&self.pass.logits, targets)?.backward()?;
+        let input = self.input.as_tensor();
+        let gradient = grads.get(input).cloned().unwrap_or(input.zeros_like()?);
+        Ok((input * gradient)?.sum(D::Minus1)?.to_dtype(DType::F64)?)
+    }
+}
+
 /// Relevance per token position [B, N] for the target class of every sequence, from a forward
 /// pass of the unpatched model (its encoder input and mask are reused).
 pub fn token_relevance(
@@ -227,20 +269,5 @@ pub fn token_relevance(
     targets: &[usize],
     rules: Rules,
 ) -> Result<Tensor> {
-    let input = Var::from_tensor(&pass.embedded.detach())?;
-    let patched = patched_forward(
-        model,
-        input.as_tensor(),
-        &pass.extended_mask.detach(),
-        rules,
-        false,
-    )?;
-    let grads = target_objective(&patched.logits, targets)?.backward()?;
-    let gradient = grads
-        .get(input.as_tensor())
-        .cloned()
-        .unwrap_or(input.as_tensor().zeros_like()?);
-    Ok((input.as_tensor() * gradient)?
-        .sum(D::Minus1)?
-        .to_dtype(DType::F64)?)
+    PatchedRun::start(model, &pass.embedded, &pass.extended_mask, rules)?.relevance(targets)
 }

@@ -346,6 +346,15 @@ impl BertClassifier {
         self.embeddings.layer_norm.forward(&summed)
     }
 
+    /// The additive attention mask `(1 - m) * -10000` as [B, 1, 1, N], from a 0/1 mask [B, N].
+    pub fn extended_mask(&self, mask: &Tensor) -> Result<Tensor> {
+        let (batch, len) = mask.dims2()?;
+        Ok(
+            ((mask.to_dtype(self.dtype)?.affine(-1.0, 1.0)?) * -10000.0)?
+                .reshape((batch, 1, 1, len))?,
+        )
+    }
+
     /// The forward pass. With `with_gradients` a zero variable is added to the encoder input and
     /// to every attention map so that one backward pass yields ∂y/∂P for all layers at once.
     pub fn forward(
@@ -369,8 +378,7 @@ impl BertClassifier {
         let heads = self.config.num_attention_heads;
         let head_dim = self.config.head_dim();
         let d = self.config.hidden_size;
-        let extended_mask = ((mask.to_dtype(self.dtype)?.affine(-1.0, 1.0)?) * -10000.0)?
-            .reshape((batch, 1, 1, len))?;
+        let extended_mask = self.extended_mask(mask)?;
 
         let mut probes = if with_gradients {
             Some(Probes {

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{Device, Tensor};
 
-use crate::bert::{BertClassifier, Precision};
+use crate::attnlrp::{PatchedRun, Rules};
+use crate::bert::{BertClassifier, ForwardPass, Precision};
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::methods::{self, Method, MethodInputs};
@@ -309,9 +310,30 @@ impl Explainer {
             }
         }
         let (ids, mask, lengths) = self.batch_tensors(&sequences)?;
-        let pass = self.model.forward(&ids, &mask, false)?;
-        let window_logits: Vec<Vec<f64>> =
-            pass.logits.to_dtype(candle_core::DType::F64)?.to_vec2()?;
+        // AttnLRP and CP-LRP alone need no instrumented forward pass: their patched pass has the
+        // model's logits, so the targets are chosen from it before its backward pass.
+        let patched_rules: Option<Vec<Rules>> = methods
+            .iter()
+            .map(|m| m.patched_rules())
+            .collect::<Option<Vec<_>>>()
+            .filter(|rules| !rules.is_empty());
+        let route = match &patched_rules {
+            Some(rules) => {
+                let embedded = self.model.embed(&ids)?;
+                let extended_mask = self.model.extended_mask(&mask)?;
+                let first = PatchedRun::start(&self.model, &embedded, &extended_mask, rules[0])?;
+                Route::PatchedOnly {
+                    embedded,
+                    extended_mask,
+                    first,
+                }
+            }
+            None => Route::Instrumented(Box::new(self.model.forward(&ids, &mask, false)?)),
+        };
+        let window_logits: Vec<Vec<f64>> = route
+            .logits()
+            .to_dtype(candle_core::DType::F64)?
+            .to_vec2()?;
 
         let classes = self.labels().len();
         let mut doc_logits = vec![vec![0f64; classes]; docs.len()];
@@ -334,24 +356,50 @@ impl Explainer {
             }
         };
         let targets: Vec<usize> = owner.iter().map(|&d| doc_target[d]).collect();
-        let gradients = methods::gradients_for(methods, &self.model, &pass, &targets)?;
-        let relevance = methods::propagate_for(methods, &self.model, &pass, &targets)?;
-        let patched = methods::patched_for(methods, &self.model, &pass, &targets)?;
-        let inputs = MethodInputs {
-            model: &self.model,
-            pass: &pass,
-            gradients: gradients.as_ref(),
-            relevance: relevance.as_ref(),
-            patched: &patched,
-        };
         // scores[method][sequence] = vector over that window's positions.
         let mut window_scores = Vec::with_capacity(methods.len());
-        for &method in methods {
-            let mut per_seq = Vec::with_capacity(sequences.len());
-            for (seq, &len) in lengths.iter().enumerate() {
-                per_seq.push(methods::scores(method, &inputs, seq, len)?);
+        match &route {
+            Route::PatchedOnly {
+                embedded,
+                extended_mask,
+                first,
+            } => {
+                for (k, &method) in methods.iter().enumerate() {
+                    let relevance = if k == 0 {
+                        first.relevance(&targets)?
+                    } else {
+                        let rules = method.patched_rules().ok_or_else(|| {
+                            Error::Usage(format!("internal: {method} has no patched rules"))
+                        })?;
+                        PatchedRun::start(&self.model, embedded, extended_mask, rules)?
+                            .relevance(&targets)?
+                    };
+                    let mut per_seq = Vec::with_capacity(sequences.len());
+                    for (seq, &len) in lengths.iter().enumerate() {
+                        per_seq.push(methods::patched_scores(&relevance, seq, len)?);
+                    }
+                    window_scores.push(per_seq);
+                }
             }
-            window_scores.push(per_seq);
+            Route::Instrumented(pass) => {
+                let gradients = methods::gradients_for(methods, &self.model, pass, &targets)?;
+                let relevance = methods::propagate_for(methods, &self.model, pass, &targets)?;
+                let patched = methods::patched_for(methods, &self.model, pass, &targets)?;
+                let inputs = MethodInputs {
+                    model: &self.model,
+                    pass,
+                    gradients: gradients.as_ref(),
+                    relevance: relevance.as_ref(),
+                    patched: &patched,
+                };
+                for &method in methods {
+                    let mut per_seq = Vec::with_capacity(sequences.len());
+                    for (seq, &len) in lengths.iter().enumerate() {
+                        per_seq.push(methods::scores(method, &inputs, seq, len)?);
+                    }
+                    window_scores.push(per_seq);
+                }
+            }
         }
         let mut out = Vec::with_capacity(docs.len());
         let mut first_seq = 0;
@@ -475,4 +523,24 @@ pub fn softmax(logits: &[f64]) -> Vec<f64> {
     let exps: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
     let total: f64 = exps.iter().sum();
     exps.iter().map(|e| e / total).collect()
+}
+
+/// How one batch of windows is explained: the instrumented forward pass that most methods read, or
+/// only the patched pass of AttnLRP/CP-LRP.
+enum Route {
+    Instrumented(Box<ForwardPass>),
+    PatchedOnly {
+        embedded: Tensor,
+        extended_mask: Tensor,
+        first: PatchedRun,
+    },
+}
+
+impl Route {
+    fn logits(&self) -> &Tensor {
+        match self {
+            Route::Instrumented(pass) => &pass.logits,
+            Route::PatchedOnly { first, .. } => first.logits(),
+        }
+    }
 }

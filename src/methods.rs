@@ -322,7 +322,7 @@ pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Re
                 .iter()
                 .find(|(m, _)| *m == method)
                 .ok_or_else(|| missing("patched relevance", method))?;
-            return Ok(relevance.i(b)?.narrow(0, 0, len)?.to_vec1()?);
+            return patched_scores(relevance, b, len);
         }
     };
     if !out.is_empty() {
@@ -368,6 +368,11 @@ pub fn propagate_for(
         Some(depth) => Ok(Some(relprop::propagate(model, pass, targets, depth)?)),
         None => Ok(None),
     }
+}
+
+/// Scores of sequence `b` (its first `len` positions) from a patched method's relevance [B, N].
+pub fn patched_scores(relevance: &Tensor, b: usize, len: usize) -> Result<Vec<f64>> {
+    Ok(relevance.i(b)?.narrow(0, 0, len)?.to_vec1()?)
 }
 
 /// Runs the patched forward/backward pass of every patched-forward method in `methods`.

@@ -306,3 +306,41 @@ fn explainer_computes_both_methods_in_its_normal_flow() {
     assert_eq!("cplrp".parse::<Method>().unwrap(), Method::CpLrp);
     assert_eq!("attnlrp".parse::<Method>().unwrap(), Method::AttnLrp);
 }
+
+/// AttnLRP/CP-LRP requested alone skip the instrumented forward pass (their patched pass supplies
+/// the logits); the result must be the one computed beside the other methods, which do use it.
+#[test]
+fn patched_methods_alone_equal_the_same_methods_beside_others() {
+    let explainer = tiny_f64();
+    let texts = [
+        "a gripping, beautifully acted film",
+        "dull plot, sadly, and the ending drags on and on",
+    ];
+    for target in [Target::Predicted, Target::Class(0), Target::Class(1)] {
+        let alone = explainer
+            .explain_batch(&texts, &[Method::AttnLrp, Method::CpLrp], target)
+            .unwrap();
+        let beside = explainer
+            .explain_batch(
+                &texts,
+                &[Method::GradientXInput, Method::AttnLrp, Method::CpLrp],
+                target,
+            )
+            .unwrap();
+        for (a, b) in alone.iter().zip(&beside) {
+            assert_eq!(a.predicted, b.predicted);
+            assert_eq!(a.target, b.target);
+            for (x, y) in a.logits.iter().zip(&b.logits) {
+                assert!((x - y).abs() < 1e-10, "logits {x} vs {y}");
+            }
+            for method in [Method::AttnLrp, Method::CpLrp] {
+                let x = &a.attribution(method).unwrap().token_scores;
+                let y = &b.attribution(method).unwrap().token_scores;
+                assert_eq!(x.len(), y.len());
+                for (p, q) in x.iter().zip(y) {
+                    assert!((p - q).abs() < 1e-10, "{method}: {p} vs {q}");
+                }
+            }
+        }
+    }
+}
