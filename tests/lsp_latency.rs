@@ -78,7 +78,7 @@ fn measure(paragraphs: usize, distinct: usize) -> (Vec<Timing>, Duration) {
     }
     let capabilities = json!({
         "general": {"positionEncodings": ["utf-16"]},
-        "experimental": {"tokenlensScores": true},
+        "experimental": {"tokenlensScores": true, "tokenlensScoresIncremental": true},
     });
     // Not `ready`, which fills in the tiny test model when none is named.
     client.initialize(capabilities, options);

@@ -134,3 +134,22 @@ fn plugin_paints_the_notification_with_overridable_groups_and_switches_target() 
     assert_eq!(report["target_after"], "neutral", "{report:#}");
     assert_eq!(report["document_color_enabled"], false);
 }
+
+/// The plugin rebuilds incremental notifications (`sameAs` units) like the server means them.
+#[test]
+fn plugin_expands_repeated_units() {
+    let Some(nvim) = nvim() else { return };
+    let output = Command::new(nvim)
+        .args(["--headless", "--clean", "-l"])
+        .arg(root().join("editors/nvim/tests/expand.lua"))
+        .arg(root())
+        .output()
+        .expect("run nvim");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("expand ok"), "{printed}");
+}

@@ -721,3 +721,103 @@ fn shutdown_then_exit_ends_the_process_cleanly() {
     client.notify("exit", json!(null));
     assert_eq!(client.wait_exit().code(), Some(1));
 }
+
+/// Rebuilds the full units of an incremental notification from the previous full units, as the
+/// clients do: a `sameAs` unit takes that unit's words, moved by the change of its start.
+fn expand_scores(scores: &Value, previous: &[Value]) -> Vec<Value> {
+    let position = |p: &Value| {
+        (
+            p["line"].as_i64().unwrap(),
+            p["character"].as_i64().unwrap(),
+        )
+    };
+    scores["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|unit| {
+            let Some(same_as) = unit["sameAs"].as_u64() else {
+                return unit.clone();
+            };
+            let old = &previous[same_as as usize];
+            let (old_line, old_character) = position(&old["range"]["start"]);
+            let (new_line, new_character) = position(&unit["range"]["start"]);
+            let moved = |p: &Value| {
+                let (line, character) = position(p);
+                let character = if line == old_line {
+                    character + new_character - old_character
+                } else {
+                    character
+                };
+                json!({"line": line + new_line - old_line, "character": character})
+            };
+            let mut full = old.clone();
+            full["range"] = unit["range"].clone();
+            for word in full["words"].as_array_mut().unwrap() {
+                let range = json!({
+                    "start": moved(&word["range"]["start"]),
+                    "end": moved(&word["range"]["end"]),
+                });
+                word["range"] = range;
+            }
+            full
+        })
+        .collect()
+}
+
+#[test]
+fn incremental_notification_repeats_unchanged_paragraphs_by_reference() {
+    let incremental = json!({
+        "general": {"positionEncodings": ["utf-16"]},
+        "experimental": {"tokenlensScores": true, "tokenlensScoresIncremental": true},
+    });
+    let mut client = server();
+    client.ready(incremental, json!({"debounceMs": 0}));
+    let uri = "file:///tmp/incremental.txt";
+    let text = "First paragraph is calm.\n\nSecond paragraph is angry.\n\nThird one is fine.\n";
+    client.open(uri, "plaintext", text);
+    let first = client.notification("tokenlens/publishScores", |p| p["uri"] == uri);
+    assert!(
+        first.get("base").is_none(),
+        "the first notification is full"
+    );
+    let first_units = first["units"].as_array().unwrap().clone();
+    assert!(first_units.iter().all(|u| u.get("words").is_some()));
+
+    // The first paragraph changes and grows by a line: the other two move down unchanged.
+    client.change_range(uri, 2, range((0, 19), (0, 24)), "calm\nand quiet.");
+    let second = client.notification("tokenlens/publishScores", |p| {
+        p["uri"] == uri && p["version"] == 2
+    });
+    assert_eq!(second["base"], 1);
+    let units = second["units"].as_array().unwrap();
+    assert_eq!(units.len(), 3);
+    assert!(units[0].get("sameAs").is_none() && units[0].get("words").is_some());
+    assert_eq!(units[1]["sameAs"], 1);
+    assert_eq!(units[2]["sameAs"], 2);
+    assert!(
+        units[1].get("words").is_none(),
+        "a repeated unit carries no words"
+    );
+    let expanded = expand_scores(&second, &first_units);
+
+    // The same text opened fresh by a client without the incremental capability.
+    let edited =
+        "First paragraph is calm\nand quiet.\n\nSecond paragraph is angry.\n\nThird one is fine.\n";
+    let mut full_client = server();
+    full_client.ready(
+        json!({"general": {"positionEncodings": ["utf-16"]}, "experimental": {"tokenlensScores": true}}),
+        json!({}),
+    );
+    full_client.open(uri, "plaintext", edited);
+    let full = full_client.notification("tokenlens/publishScores", |p| p["uri"] == uri);
+    assert!(full.get("base").is_none());
+    assert_eq!(&expanded, full["units"].as_array().unwrap());
+    for unit in &expanded {
+        for word in unit["words"].as_array().unwrap() {
+            assert!(!slice(edited, &word["range"], "utf-16").is_empty());
+        }
+    }
+    assert!(client.shutdown().success());
+    assert!(full_client.shutdown().success());
+}

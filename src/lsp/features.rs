@@ -1,6 +1,9 @@
 //! Protocol views of an [`Analysis`]: diagnostics, colours, hover, code lenses, inlay hints,
 //! semantic tokens and the thin-client notification.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tower_lsp_server::ls_types::{
@@ -21,6 +24,9 @@ pub const COMMAND_SET_METHOD: &str = "tokenlens.setMethod";
 /// The custom notification, sent only to clients declaring `experimental.tokenlensScores`.
 pub const SCORES_NOTIFICATION: &str = "tokenlens/publishScores";
 pub const SCORES_CAPABILITY: &str = "tokenlensScores";
+/// With `experimental.tokenlensScoresIncremental` too, a notification repeats unchanged units by
+/// reference (`{range, sameAs}`) to the previous notification of the document (`base`).
+pub const SCORES_INCREMENTAL_CAPABILITY: &str = "tokenlensScoresIncremental";
 
 pub fn position(analysis: &Analysis, offset: usize, encoding: Encoding) -> Position {
     let p = analysis.index.position(&analysis.text, offset, encoding);
@@ -405,7 +411,7 @@ pub fn semantic_tokens(analysis: &Analysis, e: Encoding) -> Vec<SemanticToken> {
     out
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScoredWord {
     pub range: Range,
     pub score: f64,
@@ -413,13 +419,13 @@ pub struct ScoredWord {
     pub color: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClassProbability {
     pub label: String,
     pub probability: f64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScoredUnit {
     pub range: Range,
     /// The predicted class.
@@ -430,6 +436,23 @@ pub struct ScoredUnit {
     pub words: Vec<ScoredWord>,
 }
 
+/// An incremental notification's unit whose text (and so its scores) is that of unit `same_as`
+/// of the notification `base`: the client reuses those words, moved from that unit's start to
+/// this one's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepeatedUnit {
+    pub range: Range,
+    pub same_as: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum UnitScores {
+    Scored(ScoredUnit),
+    Repeated(RepeatedUnit),
+}
+
 /// Params of `tokenlens/publishScores`. Typed (not a `Value`) so that a long document's
 /// tens of thousands of words are converted to JSON once, by the transport.
 #[derive(Debug, Serialize, Deserialize)]
@@ -438,18 +461,53 @@ pub struct ScoresParams {
     pub version: i32,
     pub method: Option<String>,
     pub encoding: String,
-    pub units: Vec<ScoredUnit>,
+    /// Incremental notifications only: the version of the previous notification that
+    /// `sameAs` indices refer to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<i32>,
+    pub units: Vec<UnitScores>,
 }
 
-/// Params of `tokenlens/publishScores`: every marked word of every unit.
-pub fn scores_notification(uri: &str, analysis: &Analysis, e: Encoding) -> ScoresParams {
+/// What a client was last sent for a document, for the next incremental notification. The
+/// results are kept alive so that their addresses identify them.
+pub struct SentScores {
+    version: i32,
+    /// Address of a result → index of its first unit in that notification.
+    first_index: HashMap<usize, usize>,
+    results: Vec<Arc<UnitResult>>,
+}
+
+/// Params of `tokenlens/publishScores`: every marked word of every unit; with `previous` (an
+/// incremental client), units whose result the previous notification had are sent by reference.
+/// Also returns what was sent, for the next one.
+pub fn scores_notification(
+    uri: &str,
+    analysis: &Analysis,
+    e: Encoding,
+    previous: Option<&SentScores>,
+) -> (ScoresParams, SentScores) {
     let mut ranges = Ranges::new(analysis, e);
-    let units: Vec<ScoredUnit> = analysis
+    let mut sent = SentScores {
+        version: analysis.version,
+        first_index: HashMap::new(),
+        results: Vec::with_capacity(analysis.units.len()),
+    };
+    let units: Vec<UnitScores> = analysis
         .units
         .iter()
-        .map(|unit| {
+        .enumerate()
+        .map(|(index, unit)| {
             let result = &unit.result;
+            let key = Arc::as_ptr(result) as usize;
+            sent.first_index.entry(key).or_insert(index);
+            sent.results.push(result.clone());
             let start = ranges.position(unit.start);
+            if let Some(&same_as) = previous.and_then(|p| p.first_index.get(&key)) {
+                return UnitScores::Repeated(RepeatedUnit {
+                    range: Range::new(start, ranges.position(unit.end)),
+                    same_as,
+                });
+            }
             let words = result
                 .words
                 .iter()
@@ -463,7 +521,7 @@ pub fn scores_notification(uri: &str, analysis: &Analysis, e: Encoding) -> Score
                     })
                 })
                 .collect();
-            ScoredUnit {
+            UnitScores::Scored(ScoredUnit {
                 range: Range::new(start, ranges.position(unit.end)),
                 label: result.label(result.predicted).to_owned(),
                 target: result.label(result.target).to_owned(),
@@ -477,10 +535,10 @@ pub fn scores_notification(uri: &str, analysis: &Analysis, e: Encoding) -> Score
                     })
                     .collect(),
                 words,
-            }
+            })
         })
         .collect();
-    ScoresParams {
+    let params = ScoresParams {
         uri: uri.to_owned(),
         version: analysis.version,
         method: analysis
@@ -488,6 +546,8 @@ pub fn scores_notification(uri: &str, analysis: &Analysis, e: Encoding) -> Score
             .first()
             .map(|u| u.result.method.name().to_owned()),
         encoding: e.name().to_owned(),
+        base: previous.map(|p| p.version),
         units,
-    }
+    };
+    (params, sent)
 }

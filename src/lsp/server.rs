@@ -23,7 +23,9 @@ use crate::explainer::{Explainer, Target};
 use crate::methods::Method;
 
 use super::analysis::{Analysis, PlacedUnit, UnitResult};
-use super::features::{self, COMMAND_SET_METHOD, COMMAND_SET_TARGET, SCORES_CAPABILITY};
+use super::features::{
+    self, COMMAND_SET_METHOD, COMMAND_SET_TARGET, SCORES_CAPABILITY, SCORES_INCREMENTAL_CAPABILITY,
+};
 use super::position::{Encoding, LineIndex, LinePosition};
 use super::settings::Settings;
 use super::units::{self, Flavor};
@@ -44,6 +46,7 @@ struct ClientFlags {
     inlay_hint_refresh: bool,
     code_lens_refresh: bool,
     scores_notification: bool,
+    scores_incremental: bool,
 }
 
 enum ModelState {
@@ -61,6 +64,8 @@ struct Document {
     index: Arc<LineIndex>,
     revision: u64,
     analysis: Option<Arc<Analysis>>,
+    /// The last `tokenlens/publishScores` sent for this document (incremental clients).
+    sent_scores: Option<Arc<features::SentScores>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -580,7 +585,21 @@ impl Backend {
             .await;
         let diagnostics_sent = Instant::now();
         if flags.scores_notification {
-            let params = features::scores_notification(key, analysis, encoding);
+            let previous = if flags.scores_incremental {
+                self.state()
+                    .documents
+                    .get(key)
+                    .and_then(|d| d.sent_scores.clone())
+            } else {
+                None
+            };
+            let (params, sent) =
+                features::scores_notification(key, analysis, encoding, previous.as_deref());
+            if flags.scores_incremental
+                && let Some(document) = self.state().documents.get_mut(key)
+            {
+                document.sent_scores = Some(Arc::new(sent));
+            }
             self.client
                 .send_notification::<ScoresNotification>(params)
                 .await;
@@ -799,6 +818,7 @@ impl LanguageServer for Backend {
                 .and_then(|s| s.refresh_support)
                 .unwrap_or(false),
             scores_notification: experimental_flag(capabilities, SCORES_CAPABILITY),
+            scores_incremental: experimental_flag(capabilities, SCORES_INCREMENTAL_CAPABILITY),
         };
         let problems = {
             let mut state = self.state();
@@ -848,7 +868,10 @@ impl LanguageServer for Backend {
                         },
                     ),
                 ),
-                experimental: Some(json!({ SCORES_CAPABILITY: { "version": 1 } })),
+                experimental: Some(json!({
+                    SCORES_CAPABILITY: { "version": 1 },
+                    SCORES_INCREMENTAL_CAPABILITY: true,
+                })),
                 ..Default::default()
             },
             server_info: Some(ServerInfo {
@@ -891,6 +914,7 @@ impl LanguageServer for Backend {
                     text,
                     revision,
                     analysis: None,
+                    sent_scores: None,
                 },
             );
             (revision, Duration::ZERO)

@@ -8,7 +8,8 @@ return {
   init_options = {},
   settings = {},
   capabilities = {
-    -- Ask for the `tokenlens/publishScores` notification; plugin/tokenlens.lua paints it.
-    experimental = { tokenlensScores = true },
+    -- Ask for the `tokenlens/publishScores` notification (unchanged paragraphs by reference);
+    -- plugin/tokenlens.lua paints it.
+    experimental = { tokenlensScores = true, tokenlensScoresIncremental = true },
   },
 }

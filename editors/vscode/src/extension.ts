@@ -14,9 +14,12 @@ import {
   BUCKETS,
   METHODS,
   SCORES_CAPABILITY,
+  SCORES_INCREMENTAL_CAPABILITY,
   SCORES_NOTIFICATION,
+  ScoresMessage,
   ScoresParams,
   colorId,
+  expandScores,
   isStale,
   rangesByBucket,
   serverCommand,
@@ -29,10 +32,17 @@ const decorationTypes = new Map<number, vscode.TextEditorDecorationType>();
 /** Last scores per document URI, to repaint when editors become visible again. */
 const lastScores = new Map<string, ScoresParams>();
 
-/** Declares `experimental.tokenlensScores` so that the server sends the notification. */
+/**
+ * Declares `experimental.tokenlensScores` so that the server sends the notification, and
+ * `tokenlensScoresIncremental` so that unchanged paragraphs come by reference.
+ */
 class ScoresFeature implements StaticFeature {
   fillClientCapabilities(capabilities: ClientCapabilities): void {
-    capabilities.experimental = { ...(capabilities.experimental ?? {}), [SCORES_CAPABILITY]: true };
+    capabilities.experimental = {
+      ...(capabilities.experimental ?? {}),
+      [SCORES_CAPABILITY]: true,
+      [SCORES_INCREMENTAL_CAPABILITY]: true,
+    };
   }
   getState(): FeatureState {
     return { kind: 'static' };
@@ -110,7 +120,12 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
   client = new LanguageClient('tokenlens', 'tokenlens', serverOptions, clientOptions);
   client.registerFeature(new ScoresFeature());
   context.subscriptions.push(
-    client.onNotification(SCORES_NOTIFICATION, (params: ScoresParams) => {
+    client.onNotification(SCORES_NOTIFICATION, (message: ScoresMessage) => {
+      // Every notification is kept (a stale one too): the next one may repeat its units.
+      const params = expandScores(message, lastScores.get(message.uri));
+      if (!params) {
+        return;
+      }
       lastScores.set(params.uri, params);
       for (const editor of vscode.window.visibleTextEditors) {
         if (editor.document.uri.toString() === params.uri) {

@@ -18,6 +18,23 @@ export interface ScoresParams {
   encoding?: string;
   units: ScoredUnit[];
 }
+/**
+ * The notification as sent to a client that declares `tokenlensScoresIncremental`: units the
+ * previous notification (version `base`) had are repeated by reference.
+ */
+export interface ScoresMessage {
+  uri: string;
+  version: number;
+  method?: string;
+  encoding?: string;
+  base?: number;
+  units: (ScoredUnit | RepeatedUnit)[];
+}
+export interface RepeatedUnit {
+  range: Range;
+  /** Index of the unit of notification `base` with the same text. */
+  sameAs: number;
+}
 export interface ScoredUnit {
   range: Range;
   label: string;
@@ -50,6 +67,44 @@ export const METHODS = [
 
 export const SCORES_NOTIFICATION = 'tokenlens/publishScores';
 export const SCORES_CAPABILITY = 'tokenlensScores';
+export const SCORES_INCREMENTAL_CAPABILITY = 'tokenlensScoresIncremental';
+
+/**
+ * The full scores of `message`: repeated units take the words of unit `sameAs` of `previous`
+ * (the notification of version `base`), moved by the change of the unit's start. `undefined`
+ * when the message refers to a notification other than `previous`.
+ */
+export function expandScores(
+  message: ScoresMessage,
+  previous: ScoresParams | undefined,
+): ScoresParams | undefined {
+  if (message.base !== undefined && previous?.version !== message.base) {
+    return undefined;
+  }
+  const units: ScoredUnit[] = [];
+  for (const unit of message.units) {
+    if (!('sameAs' in unit)) {
+      units.push(unit);
+      continue;
+    }
+    const old = previous?.units[unit.sameAs];
+    if (!old) {
+      return undefined;
+    }
+    const lines = unit.range.start.line - old.range.start.line;
+    const characters = unit.range.start.character - old.range.start.character;
+    const moved = (p: Position): Position => ({
+      line: p.line + lines,
+      character: p.line === old.range.start.line ? p.character + characters : p.character,
+    });
+    units.push({
+      ...old,
+      range: unit.range,
+      words: old.words.map((w) => ({ ...w, range: { start: moved(w.range.start), end: moved(w.range.end) } })),
+    });
+  }
+  return { uri: message.uri, version: message.version, method: message.method, encoding: message.encoding, units };
+}
 
 /** The colour ids contributed in package.json (`contributes.colors`), one per bucket. */
 export const BUCKETS = [-5, -4, -3, -2, -1, 1, 2, 3, 4, 5];

@@ -6,6 +6,7 @@ import {
   BUCKETS,
   ScoresParams,
   colorId,
+  expandScores,
   isStale,
   rangesByBucket,
   serverCommand,
@@ -82,4 +83,45 @@ test('settings keep only the server keys that are set', () => {
   });
   assert.deepEqual(serverCommand(''), { command: 'tokenlens', args: ['lsp'] });
   assert.deepEqual(serverCommand('/x/tokenlens'), { command: '/x/tokenlens', args: ['lsp'] });
+});
+
+test('expandScores moves the words of repeated units to their new place', () => {
+  const previous: ScoresParams = {
+    uri: 'file:///a.txt',
+    version: 1,
+    units: [
+      { range: range(0, 0, 10), label: 'positive', target: 'positive', probs: [], words: [] },
+      {
+        range: { start: { line: 2, character: 0 }, end: { line: 3, character: 8 } },
+        label: 'negative',
+        target: 'negative',
+        probs: [{ label: 'negative', probability: 0.9 }],
+        words: [
+          { range: range(2, 4, 9), score: -1, bucket: -5, color: '#08519c' },
+          { range: range(3, 0, 4), score: 0.3, bucket: 2, color: '#fdd0a2' },
+        ],
+      },
+    ],
+  };
+  const message = {
+    uri: 'file:///a.txt',
+    version: 2,
+    base: 1,
+    units: [
+      { range: range(0, 0, 12), label: 'positive', target: 'positive', probs: [], words: [] },
+      { range: { start: { line: 3, character: 2 }, end: { line: 4, character: 8 } }, sameAs: 1 },
+    ],
+  };
+  const full = expandScores(message, previous);
+  assert.ok(full);
+  assert.equal(full.version, 2);
+  assert.deepEqual(full.units[0].range, range(0, 0, 12));
+  assert.equal(full.units[1].label, 'negative');
+  // The unit moved one line down and two characters right: its first line's words move right too.
+  assert.deepEqual(full.units[1].words[0].range, range(3, 6, 11));
+  assert.deepEqual(full.units[1].words[1].range, range(4, 0, 4));
+  // A message based on another notification cannot be rebuilt.
+  assert.equal(expandScores({ ...message, base: 7 }, previous), undefined);
+  // A full message needs no previous one.
+  assert.deepEqual(expandScores({ ...previous, version: 3 }, undefined)?.units, previous.units);
 });

@@ -82,23 +82,74 @@ function M.paint(bufnr)
   end
 end
 
+--- The full units of a notification: a repeated unit (`sameAs`, sent to clients declaring
+--- `tokenlensScoresIncremental`) takes the words of that unit of the previous notification
+--- (version `base`), moved by the change of the unit's start. nil when `previous` is not `base`.
+function M.expand(params, previous)
+  if params.base ~= nil and params.base ~= vim.NIL and (not previous or previous.version ~= params.base) then
+    return nil
+  end
+  local units = {}
+  for i, unit in ipairs(params.units) do
+    if unit.sameAs == nil or unit.sameAs == vim.NIL then
+      units[i] = unit
+    else
+      local old = previous.units[unit.sameAs + 1]
+      if not old then
+        return nil
+      end
+      local lines = unit.range.start.line - old.range.start.line
+      local chars = unit.range.start.character - old.range.start.character
+      local function moved(p)
+        local character = p.character
+        if p.line == old.range.start.line then
+          character = character + chars
+        end
+        return { line = p.line + lines, character = character }
+      end
+      local words = {}
+      for j, w in ipairs(old.words) do
+        words[j] = {
+          range = { start = moved(w.range.start), ['end'] = moved(w.range['end']) },
+          score = w.score,
+          bucket = w.bucket,
+          color = w.color,
+        }
+      end
+      units[i] = {
+        range = unit.range,
+        label = old.label,
+        target = old.target,
+        probs = old.probs,
+        words = words,
+      }
+    end
+  end
+  return units
+end
+
 --- Handler of `tokenlens/publishScores`.
 function M.on_scores(_, params, ctx)
   local bufnr = vim.uri_to_bufnr(params.uri)
   if not api.nvim_buf_is_loaded(bufnr) then
     return
   end
-  -- Results for an older text would land on the wrong words: drop them.
+  local units = M.expand(params, M.scores[bufnr])
+  if not units then
+    return
+  end
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  -- Kept even when stale: the next notification may repeat its units.
+  M.scores[bufnr] = {
+    version = params.version,
+    units = units,
+    encoding = client and client.offset_encoding or 'utf-16',
+  }
+  -- Results for an older text would land on the wrong words: do not paint them.
   local current = vim.lsp.util.buf_versions[bufnr]
   if current and params.version and params.version < current then
     return
   end
-  local client = vim.lsp.get_client_by_id(ctx.client_id)
-  M.scores[bufnr] = {
-    version = params.version,
-    units = params.units,
-    encoding = client and client.offset_encoding or 'utf-16',
-  }
   M.paint(bufnr)
 end
 
