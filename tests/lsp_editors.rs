@@ -92,3 +92,79 @@ fn emacs_faces_are_the_shared_palette() {
         assert!(source.contains(&face), "editors/emacs lacks `{face}`");
     }
 }
+
+/// Settings an editor sends must be ones the server knows (a typo would be ignored silently
+/// by the editor and reported by the server).
+fn assert_known_settings(editor: &str, settings: &Value) {
+    let (_, problems) = tokenlens::lsp::settings::Settings::default().merged(settings);
+    assert!(problems.is_empty(), "{editor}: {problems:?}");
+}
+
+#[test]
+fn helix_config_starts_the_server_for_markdown_commits_and_text() {
+    let config: toml::Table = read("editors/helix/languages.toml").parse().unwrap();
+    let server = &config["language-server"]["tokenlens"];
+    assert_eq!(server["command"].as_str(), Some("tokenlens"));
+    assert_eq!(server["args"].as_array().unwrap()[0].as_str(), Some("lsp"));
+    let settings: Value = serde_json::to_value(&server["config"]).unwrap();
+    assert!(settings.as_object().is_some_and(|o| !o.is_empty()));
+    assert_known_settings("helix", &settings);
+    let languages: Vec<&str> = config["language"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            l["language-servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s.as_str() == Some("tokenlens"))
+        })
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(languages, ["markdown", "git-commit", "text"]);
+}
+
+#[test]
+fn zed_extension_declares_the_server_for_prose_languages() {
+    let manifest: toml::Table = read("editors/zed/extension.toml").parse().unwrap();
+    let server = &manifest["language_servers"]["tokenlens"];
+    let languages: Vec<&str> = server["languages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(languages, ["Markdown", "Plain Text", "Git Commit"]);
+    assert!(read("editors/zed/src/lib.rs").contains("\"lsp\""));
+}
+
+#[test]
+fn vscode_settings_sent_to_the_server_are_known() {
+    let package = vscode_package();
+    let properties = package["contributes"]["configuration"]["properties"]
+        .as_object()
+        .unwrap();
+    let mut settings = serde_json::Map::new();
+    for (name, property) in properties {
+        let key = name.trim_start_matches("tokenlens.");
+        // Client-side settings (the binary, decorations) are not sent to the server.
+        if ["path", "decorations", "trace.server"].contains(&key) {
+            continue;
+        }
+        let default = property["default"].clone();
+        match key.strip_prefix("features.") {
+            Some(feature) => {
+                let features = settings
+                    .entry("features")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                features[feature] = default;
+            }
+            None => {
+                settings.insert(key.to_owned(), default);
+            }
+        }
+    }
+    assert!(!settings.is_empty());
+    assert_known_settings("vscode", &Value::Object(settings));
+}

@@ -87,8 +87,8 @@ impl Default for Settings {
 
 impl Settings {
     /// Settings from a JSON value shaped like `{ "tokenlens": {…} }` or the bare `{…}`.
-    /// Unknown keys are ignored; a key with a value of the wrong type is reported and the
-    /// previous settings are kept for it.
+    /// Unknown keys (a typo in an editor's configuration) and keys with a value of the wrong
+    /// type are reported and change nothing.
     pub fn merged(&self, value: &Value) -> (Settings, Vec<String>) {
         let section = match value.get("tokenlens") {
             Some(inner) if inner.is_object() => inner,
@@ -103,12 +103,26 @@ impl Settings {
             if given.is_null() {
                 continue;
             }
+            if current.get(key).is_none() {
+                problems.push(format!(
+                    "setting {key}: unknown; the settings are {}",
+                    known_keys(&current)
+                ));
+                continue;
+            }
             let mut candidate = current.clone();
             if key == "features" {
                 if let (Some(features), Some(given)) =
                     (candidate.get_mut("features"), given.as_object())
                 {
                     for (name, on) in given {
+                        if features.get(name).is_none() {
+                            problems.push(format!(
+                                "setting features.{name}: unknown; the features are {}",
+                                known_keys(features)
+                            ));
+                            continue;
+                        }
                         features[name] = on.clone();
                     }
                 }
@@ -143,6 +157,14 @@ impl Settings {
     pub fn explains_language(&self, language_id: &str) -> bool {
         self.languages.iter().any(|l| l == language_id)
     }
+}
+
+/// The keys of a JSON object, for messages.
+fn known_keys(object: &Value) -> String {
+    object
+        .as_object()
+        .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
 }
 
 /// The serialisable mirror of [`Settings`], used to merge partial updates key by key.
@@ -206,6 +228,18 @@ mod tests {
         assert_eq!(s.diagnostic_severity, Severity::Warning);
         assert!(s.features.inlay_hints && s.features.document_color);
         assert_eq!(s.debounce_ms, 200);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_the_known_ones() {
+        let (s, problems) = Settings::default().merged(&json!({
+            "topk": 5, "features": {"hover": false, "colours": true}
+        }));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("topk") && problems[0].contains("topK"));
+        assert!(problems[1].contains("features.colours") && problems[1].contains("documentColor"));
+        assert_eq!(s.top_k, 25);
+        assert!(!s.features.hover);
     }
 
     #[test]
