@@ -90,7 +90,7 @@ pub struct ScoreArgs {
     #[arg(long, value_parser = parse_normalization, default_value = "maxabs", help_heading = "Output")]
     pub normalize: Normalization,
 
-    /// Relevance method (see docs/methods.md).
+    /// Relevance method (see docs/engine.md; docs/eval.md measures which to trust).
     #[arg(long, default_value = DEFAULT_METHOD, value_parser = parse_method, help_heading = "Explanation")]
     pub method: Method,
     /// Class to explain, by label or index [default: the predicted class].
