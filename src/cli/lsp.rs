@@ -22,15 +22,15 @@ pub struct LspArgs {
 const DEFAULT_THREADS: usize = 1;
 
 pub fn run(mut args: LspArgs) -> Result<i32> {
+    // Set here, before the server's runtime starts its threads, and not again when a model
+    // (re)loads on a worker thread.
     let threads = match args.model.threads.take() {
-        Some(threads) => Some(threads.max(1)),
+        Some(threads) => Some(threads),
         None if std::env::var_os("RAYON_NUM_THREADS").is_some() => None,
         None => Some(DEFAULT_THREADS),
     };
     if let Some(threads) = threads {
-        // candle's CPU kernels size their thread pools from this variable on first use.
-        // SAFETY: the server's runtime and every other thread start after this.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+        super::set_compute_threads(threads);
     }
     crate::lsp::serve_stdio(args.model)
 }

@@ -102,12 +102,11 @@ impl ModelArgs {
         }
     }
 
-    /// Loads the explainer these options describe.
+    /// Loads the explainer these options describe (`--threads` takes effect only before the
+    /// first candle operation and before other threads start).
     pub fn load(&self, batch_size: usize) -> Result<Explainer> {
         if let Some(threads) = self.threads {
-            // candle's CPU kernels size their thread pools from this variable on first use.
-            // SAFETY: called before any other thread of this process is started.
-            unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
+            set_compute_threads(threads);
         }
         if self.max_tokens.is_some_and(|n| n < 3) {
             return Err(Error::Usage("--max-tokens must be at least 3".into()));
@@ -144,4 +143,11 @@ pub fn run(cli: Cli) -> i32 {
 pub fn report(error: &Error) -> i32 {
     eprintln!("tokenlens: {error}");
     error.exit_code()
+}
+
+/// Sets the number of threads candle's CPU kernels use (at least 1). Their thread pools read
+/// `RAYON_NUM_THREADS` on first use, so this must run before any model work.
+pub fn set_compute_threads(threads: usize) {
+    // SAFETY: the callers run before the process starts any other thread.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
 }

@@ -104,9 +104,7 @@ fn progress_bar(quiet: bool) -> ProgressBar {
 
 pub fn run(args: TrainArgs) -> Result<i32> {
     if let Some(threads) = args.threads {
-        // candle's CPU kernels size their thread pools from this variable on first use.
-        // SAFETY: called before any other thread of this process is started.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
+        super::set_compute_threads(threads);
     }
     let base = ModelFiles::resolve(&args.base)?;
     if std::fs::canonicalize(&args.out).ok() == std::fs::canonicalize(&args.base).ok()
