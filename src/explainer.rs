@@ -317,7 +317,7 @@ impl Explainer {
             .map(|m| m.patched_rules())
             .collect::<Option<Vec<_>>>()
             .filter(|rules| !rules.is_empty());
-        let route = match &patched_rules {
+        let route = match patched_rules {
             Some(rules) => {
                 let embedded = self.model.embed(&ids)?;
                 let extended_mask = self.model.extended_mask(&mask)?;
@@ -325,6 +325,7 @@ impl Explainer {
                 Route::PatchedOnly {
                     embedded,
                     extended_mask,
+                    rules,
                     first,
                 }
             }
@@ -356,29 +357,33 @@ impl Explainer {
             }
         };
         let targets: Vec<usize> = owner.iter().map(|&d| doc_target[d]).collect();
+        // The scores of every window, for one method.
+        let per_window = |score: &dyn Fn(usize, usize) -> Result<Vec<f64>>| {
+            lengths
+                .iter()
+                .enumerate()
+                .map(|(seq, &len)| score(seq, len))
+                .collect::<Result<Vec<_>>>()
+        };
         // scores[method][sequence] = vector over that window's positions.
         let mut window_scores = Vec::with_capacity(methods.len());
         match &route {
             Route::PatchedOnly {
                 embedded,
                 extended_mask,
+                rules,
                 first,
             } => {
-                for (k, &method) in methods.iter().enumerate() {
+                for (k, &rules) in rules.iter().enumerate() {
                     let relevance = if k == 0 {
                         first.relevance(&targets)?
                     } else {
-                        let rules = method.patched_rules().ok_or_else(|| {
-                            Error::Usage(format!("internal: {method} has no patched rules"))
-                        })?;
                         PatchedRun::start(&self.model, embedded, extended_mask, rules)?
                             .relevance(&targets)?
                     };
-                    let mut per_seq = Vec::with_capacity(sequences.len());
-                    for (seq, &len) in lengths.iter().enumerate() {
-                        per_seq.push(methods::patched_scores(&relevance, seq, len)?);
-                    }
-                    window_scores.push(per_seq);
+                    window_scores.push(per_window(&|seq, len| {
+                        methods::patched_scores(&relevance, seq, len)
+                    })?);
                 }
             }
             Route::Instrumented(pass) => {
@@ -393,11 +398,9 @@ impl Explainer {
                     patched: &patched,
                 };
                 for &method in methods {
-                    let mut per_seq = Vec::with_capacity(sequences.len());
-                    for (seq, &len) in lengths.iter().enumerate() {
-                        per_seq.push(methods::scores(method, &inputs, seq, len)?);
-                    }
-                    window_scores.push(per_seq);
+                    window_scores.push(per_window(&|seq, len| {
+                        methods::scores(method, &inputs, seq, len)
+                    })?);
                 }
             }
         }
@@ -529,9 +532,11 @@ pub fn softmax(logits: &[f64]) -> Vec<f64> {
 /// only the patched pass of AttnLRP/CP-LRP.
 enum Route {
     Instrumented(Box<ForwardPass>),
+    /// `rules[k]` is that of the k-th requested method; `first` is its pass for `rules[0]`.
     PatchedOnly {
         embedded: Tensor,
         extended_mask: Tensor,
+        rules: Vec<Rules>,
         first: PatchedRun,
     },
 }
