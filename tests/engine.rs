@@ -20,6 +20,17 @@ fn explainer_with(dir: &Path, precision: Precision, max_tokens: Option<usize>) -
     Explainer::load(&path_str(dir), options).unwrap()
 }
 
+fn tensor_max_abs(t: &Tensor) -> f64 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
 fn max_abs(v: &[f64]) -> f64 {
     v.iter()
         .filter(|x| x.is_finite())
@@ -79,21 +90,8 @@ fn gradients_equal_autograd_and_finite_differences() {
     };
     let manual = backward::gradients(model, &plain, &target, depth).unwrap();
     for (a, m) in autograd.probs.iter().zip(&manual.probs) {
-        let diff = (a - m)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
-        let scale = a
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let diff = tensor_max_abs(&(a - m).unwrap());
+        let scale = tensor_max_abs(a);
         assert!(diff <= 1e-12 * scale.max(1.0), "dL/dP differs by {diff}");
     }
     let grad_e = manual.embedded.to_vec3::<f64>().unwrap();

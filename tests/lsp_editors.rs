@@ -100,6 +100,16 @@ fn assert_known_settings(editor: &str, settings: &Value) {
     assert!(problems.is_empty(), "{editor}: {problems:?}");
 }
 
+/// A TOML array of strings.
+fn strings(value: &toml::Value) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn helix_config_starts_the_server_for_markdown_commits_and_text() {
     let config: toml::Table = read("editors/helix/languages.toml").parse().unwrap();
@@ -113,13 +123,7 @@ fn helix_config_starts_the_server_for_markdown_commits_and_text() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|l| {
-            l["language-servers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s.as_str() == Some("tokenlens"))
-        })
+        .filter(|l| strings(&l["language-servers"]).contains(&"tokenlens"))
         .map(|l| l["name"].as_str().unwrap())
         .collect();
     assert_eq!(languages, ["markdown", "git-commit", "text"]);
@@ -129,13 +133,10 @@ fn helix_config_starts_the_server_for_markdown_commits_and_text() {
 fn zed_extension_declares_the_server_for_prose_languages() {
     let manifest: toml::Table = read("editors/zed/extension.toml").parse().unwrap();
     let server = &manifest["language_servers"]["tokenlens"];
-    let languages: Vec<&str> = server["languages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
-    assert_eq!(languages, ["Markdown", "Plain Text", "Git Commit"]);
+    assert_eq!(
+        strings(&server["languages"]),
+        ["Markdown", "Plain Text", "Git Commit"]
+    );
     assert!(read("editors/zed/src/lib.rs").contains("\"lsp\""));
 }
 
