@@ -216,7 +216,12 @@ pub fn patched_forward(
 
 /// Σ_b logits[b, targets[b]] as a scalar to differentiate.
 pub fn target_objective(logits: &Tensor, targets: &[usize]) -> Result<Tensor> {
-    Ok((logits * crate::bert::one_hot_like(logits, targets)?)?.sum_all()?)
+    seeded_objective(logits, &crate::bert::one_hot_like(logits, targets)?)
+}
+
+/// Σ seed ⊙ logits for a one-hot seed [B, C] already on the device.
+fn seeded_objective(logits: &Tensor, seed: &Tensor) -> Result<Tensor> {
+    Ok((logits * seed)?.sum_all()?)
 }
 
 /// A patched forward pass from a fresh encoder-input variable: its logits equal the model's, so
@@ -254,7 +259,12 @@ impl PatchedRun {
     /// Relevance per token position [B, N] (f64) for `targets[b]` of every sequence: R = e ⊙ ∂y/∂e
     /// summed over the hidden units.
     pub fn relevance(&self, targets: &[usize]) -> Result<Tensor> {
-        let grads = target_objective(&self.pass.logits, targets)?.backward()?;
+        self.relevance_seeded(&crate::bert::one_hot_like(&self.pass.logits, targets)?)
+    }
+
+    /// [`PatchedRun::relevance`] for a one-hot seed [B, C] already on the device.
+    pub fn relevance_seeded(&self, seed: &Tensor) -> Result<Tensor> {
+        let grads = seeded_objective(&self.pass.logits, seed)?.backward()?;
         let input = self.input.as_tensor();
         let gradient = grads.get(input).cloned().unwrap_or(input.zeros_like()?);
         Ok((input * gradient)?.sum(D::Minus1)?.to_dtype(DType::F64)?)
@@ -269,5 +279,15 @@ pub fn token_relevance(
     targets: &[usize],
     rules: Rules,
 ) -> Result<Tensor> {
-    PatchedRun::start(model, &pass.embedded, &pass.extended_mask, rules)?.relevance(targets)
+    token_relevance_seeded(model, pass, &crate::bert::one_hot_like(&pass.logits, targets)?, rules)
+}
+
+/// [`token_relevance`] for a one-hot seed [B, C] already on the device.
+pub fn token_relevance_seeded(
+    model: &BertClassifier,
+    pass: &ForwardPass,
+    seed: &Tensor,
+    rules: Rules,
+) -> Result<Tensor> {
+    PatchedRun::start(model, &pass.embedded, &pass.extended_mask, rules)?.relevance_seeded(seed)
 }

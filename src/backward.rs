@@ -67,12 +67,23 @@ pub fn gradients(
     targets: &[usize],
     depth: GradientDepth,
 ) -> Result<Gradients> {
+    gradients_seeded(model, pass, &one_hot_like(&pass.logits, targets)?, depth)
+}
+
+/// [`gradients`] of Σ seed ⊙ logits for a seed [B, C] already on the device (a one-hot row
+/// per sample), so that the pass uploads nothing and can be captured in a CUDA graph.
+pub fn gradients_seeded(
+    model: &BertClassifier,
+    pass: &ForwardPass,
+    seed: &Tensor,
+    depth: GradientDepth,
+) -> Result<Gradients> {
     let batch = pass.logits.dim(0)?;
     let (_, len, hidden) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;
     let head_dim = model.config.head_dim();
     let scale = (head_dim as f64).sqrt();
-    let d_logits = one_hot_like(&pass.logits, targets)?;
+    let d_logits = seed.clone();
     let d_pooled = dense_input_grad(&model.classifier, &d_logits)?;
     let d_pool_pre = (d_pooled * pass.pooled.sqr()?.affine(-1.0, 1.0)?)?;
     let d_cls = dense_input_grad(&model.pooler, &d_pool_pre)?.unsqueeze(1)?;

@@ -26,7 +26,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal).map_err(|e| {
+    let device = Device::new_cuda(ordinal).map_err(|e| {
         // candle appends a backtrace to driver errors: the first line is the message.
         let reason = e.to_string();
         let reason = reason.lines().next().unwrap_or_default().to_owned();
@@ -34,7 +34,15 @@ fn cuda_device(ordinal: usize) -> Result<Device> {
             "no usable CUDA GPU {ordinal} ({reason}); check nvidia-smi and that the CUDA 13 \
              libraries (libcublas, libcurand, libnvrtc) are on the library path, or use --device cpu"
         ))
-    })
+    })?;
+    if let Device::Cuda(cuda) = &device {
+        // cudarc gives every allocation two CUDA events for cross-stream ordering; candle issues
+        // all work of a thread on one stream, so they are never waited on, yet creating and
+        // destroying them cost four driver calls per tensor op.
+        // SAFETY: tensors are used on the stream that made them (see docs/cuda.md).
+        unsafe { cuda.disable_event_tracking() };
+    }
+    Ok(device)
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -9,6 +9,7 @@ use crate::attnlrp::{PatchedRun, Rules};
 use crate::bert::{BertClassifier, ForwardPass, Precision};
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
+use crate::graphs::{self, CudaGraphs, GraphStats, Steps};
 use crate::methods::{self, Method, MethodInputs};
 use crate::model_dir::{ModelFiles, TokenizerFile};
 use crate::text::{self, Aggregation, Piece, TextEncoder, Window};
@@ -100,6 +101,8 @@ impl Explanation {
 }
 
 type CacheKey = (String, Target, Vec<Method>);
+/// A recorded CUDA graph is valid for one batch shape, real lengths and method list.
+type GraphKey = (Vec<usize>, Vec<usize>, Vec<Method>);
 
 pub struct Explainer {
     model: BertClassifier,
@@ -107,6 +110,8 @@ pub struct Explainer {
     pub model_name: String,
     options: ExplainerOptions,
     cache: Mutex<HashMap<CacheKey, Arc<Explanation>>>,
+    /// Recorded CUDA graphs for one-window batches; `None` on the CPU.
+    graphs: Option<CudaGraphs<Route, GraphKey>>,
 }
 
 /// One text's pieces and windows while it is being explained.
@@ -135,6 +140,7 @@ impl Explainer {
             model,
             encoder,
             model_name: files.name.clone(),
+            graphs: CudaGraphs::new(&options.device),
             options,
             cache: Mutex::new(HashMap::new()),
         })
@@ -310,100 +316,42 @@ impl Explainer {
             }
         }
         let (ids, mask, lengths) = self.batch_tensors(&sequences)?;
-        // AttnLRP and CP-LRP alone need no instrumented forward pass: their patched pass has the
-        // model's logits, so the targets are chosen from it before its backward pass.
-        let patched_rules: Option<Vec<Rules>> = methods
+        // Window logits → the target class of every window (its document's target).
+        let choose_targets = |window_logits: &[Vec<f64>]| -> Result<Vec<usize>> {
+            let (_, _, doc_target) = self.document_targets(window_logits, &owner, docs, target)?;
+            Ok(owner.iter().map(|&d| doc_target[d]).collect())
+        };
+        let first = |ids: &Tensor, mask: &Tensor| self.start_route(ids, mask, methods);
+        let second =
+            |route: &Route, seed: &Tensor| self.route_scores(route, seed, &lengths, methods);
+        let steps = Steps {
+            first: &first,
+            logits: &Route::logits,
+            choose: &choose_targets,
+            second: &second,
+        };
+        let computed = match &self.graphs {
+            // Replaying pays off for one window at a time (interactive use): batches are rarely
+            // the same shape twice, and batching already hides the launch overhead.
+            Some(graphs) if sequences.len() == 1 => {
+                let key = (ids.dims().to_vec(), lengths.clone(), methods.to_vec());
+                graphs.run(key, &ids, &mask, &steps)?
+            }
+            _ => graphs::run_eager(&ids, &mask, &steps)?,
+        };
+        let (doc_logits, predicted, doc_target) =
+            self.document_targets(&computed.logits, &owner, docs, target)?;
+        // window_scores[method][sequence] = vector over that window's positions.
+        let window_scores: Vec<Vec<Vec<f64>>> = methods
             .iter()
-            .map(|m| m.patched_rules())
-            .collect::<Option<Vec<_>>>()
-            .filter(|rules| !rules.is_empty());
-        let route = match patched_rules {
-            Some(rules) => {
-                let embedded = self.model.embed(&ids)?;
-                let extended_mask = self.model.extended_mask(&mask)?;
-                let first = PatchedRun::start(&self.model, &embedded, &extended_mask, rules[0])?;
-                Route::PatchedOnly {
-                    embedded,
-                    extended_mask,
-                    rules,
-                    first,
-                }
-            }
-            None => Route::Instrumented(Box::new(self.model.forward(&ids, &mask, false)?)),
-        };
-        let window_logits: Vec<Vec<f64>> = route
-            .logits()
-            .to_dtype(candle_core::DType::F64)?
-            .to_vec2()?;
-
-        let classes = self.labels().len();
-        let mut doc_logits = vec![vec![0f64; classes]; docs.len()];
-        for (seq, logits) in window_logits.iter().enumerate() {
-            let d = owner[seq];
-            let n = docs[d].windows.len() as f64;
-            for (acc, l) in doc_logits[d].iter_mut().zip(logits) {
-                *acc += l / n;
-            }
-        }
-        let predicted: Vec<usize> = doc_logits.iter().map(|l| argmax(l)).collect();
-        let doc_target: Vec<usize> = match target {
-            Target::Predicted => predicted.clone(),
-            Target::Class(c) if c < classes => vec![c; docs.len()],
-            Target::Class(c) => {
-                return Err(Error::UnknownLabel {
-                    given: c.to_string(),
-                    labels: self.labels().to_vec(),
-                });
-            }
-        };
-        let targets: Vec<usize> = owner.iter().map(|&d| doc_target[d]).collect();
-        // The scores of every window, for one method.
-        let per_window = |score: &dyn Fn(usize, usize) -> Result<Vec<f64>>| {
-            lengths
-                .iter()
-                .enumerate()
-                .map(|(seq, &len)| score(seq, len))
-                .collect::<Result<Vec<_>>>()
-        };
-        // scores[method][sequence] = vector over that window's positions.
-        let mut window_scores = Vec::with_capacity(methods.len());
-        match &route {
-            Route::PatchedOnly {
-                embedded,
-                extended_mask,
-                rules,
-                first,
-            } => {
-                for (k, &rules) in rules.iter().enumerate() {
-                    let relevance = if k == 0 {
-                        first.relevance(&targets)?
-                    } else {
-                        PatchedRun::start(&self.model, embedded, extended_mask, rules)?
-                            .relevance(&targets)?
-                    };
-                    window_scores.push(per_window(&|seq, len| {
-                        methods::patched_scores(&relevance, seq, len)
-                    })?);
-                }
-            }
-            Route::Instrumented(pass) => {
-                let gradients = methods::gradients_for(methods, &self.model, pass, &targets)?;
-                let relevance = methods::propagate_for(methods, &self.model, pass, &targets)?;
-                let patched = methods::patched_for(methods, &self.model, pass, &targets)?;
-                let inputs = MethodInputs {
-                    model: &self.model,
-                    pass,
-                    gradients: gradients.as_ref(),
-                    relevance: relevance.as_ref(),
-                    patched: &patched,
-                };
-                for &method in methods {
-                    window_scores.push(per_window(&|seq, len| {
-                        methods::scores(method, &inputs, seq, len)
-                    })?);
-                }
-            }
-        }
+            .zip(computed.scores)
+            .map(|(&method, per_window)| {
+                per_window
+                    .into_iter()
+                    .map(|raw| methods::finish_scores(method, raw))
+                    .collect()
+            })
+            .collect();
         let mut out = Vec::with_capacity(docs.len());
         let mut first_seq = 0;
         for (d, doc) in docs.iter().enumerate() {
@@ -443,6 +391,126 @@ impl Explainer {
             });
         }
         Ok(out)
+    }
+
+    /// Per document: logits (mean over its windows), predicted class and target class.
+    fn document_targets(
+        &self,
+        window_logits: &[Vec<f64>],
+        owner: &[usize],
+        docs: &[&Document],
+        target: Target,
+    ) -> Result<(Vec<Vec<f64>>, Vec<usize>, Vec<usize>)> {
+        let classes = self.labels().len();
+        let mut doc_logits = vec![vec![0f64; classes]; docs.len()];
+        for (seq, logits) in window_logits.iter().enumerate() {
+            let d = owner[seq];
+            let n = docs[d].windows.len() as f64;
+            for (acc, l) in doc_logits[d].iter_mut().zip(logits) {
+                *acc += l / n;
+            }
+        }
+        let predicted: Vec<usize> = doc_logits.iter().map(|l| argmax(l)).collect();
+        let doc_target: Vec<usize> = match target {
+            Target::Predicted => predicted.clone(),
+            Target::Class(c) if c < classes => vec![c; docs.len()],
+            Target::Class(c) => {
+                return Err(Error::UnknownLabel {
+                    given: c.to_string(),
+                    labels: self.labels().to_vec(),
+                });
+            }
+        };
+        Ok((doc_logits, predicted, doc_target))
+    }
+
+    /// The first step of a batch: the forward pass the methods read, up to the logits.
+    /// AttnLRP and CP-LRP alone need no instrumented forward pass: their patched pass has the
+    /// model's logits, so the targets are chosen from it before its backward pass.
+    fn start_route(&self, ids: &Tensor, mask: &Tensor, methods: &[Method]) -> Result<Route> {
+        let patched_rules: Option<Vec<Rules>> = methods
+            .iter()
+            .map(|m| m.patched_rules())
+            .collect::<Option<Vec<_>>>()
+            .filter(|rules| !rules.is_empty());
+        Ok(match patched_rules {
+            Some(rules) => {
+                let embedded = self.model.embed(ids)?;
+                let extended_mask = self.model.extended_mask(mask)?;
+                let first = PatchedRun::start(&self.model, &embedded, &extended_mask, rules[0])?;
+                Route::PatchedOnly {
+                    embedded,
+                    extended_mask,
+                    rules,
+                    first,
+                }
+            }
+            None => Route::Instrumented(Box::new(self.model.forward(ids, mask, false)?)),
+        })
+    }
+
+    /// The second step: score tensors [method][window] for the one-hot targets `seed` [B, C].
+    fn route_scores(
+        &self,
+        route: &Route,
+        seed: &Tensor,
+        lengths: &[usize],
+        methods: &[Method],
+    ) -> Result<Vec<Vec<Tensor>>> {
+        let per_window = |score: &dyn Fn(usize, usize) -> Result<Tensor>| {
+            lengths
+                .iter()
+                .enumerate()
+                .map(|(seq, &len)| score(seq, len))
+                .collect::<Result<Vec<_>>>()
+        };
+        let mut window_scores = Vec::with_capacity(methods.len());
+        match route {
+            Route::PatchedOnly {
+                embedded,
+                extended_mask,
+                rules,
+                first,
+            } => {
+                for (k, &rules) in rules.iter().enumerate() {
+                    let relevance = if k == 0 {
+                        first.relevance_seeded(seed)?
+                    } else {
+                        PatchedRun::start(&self.model, embedded, extended_mask, rules)?
+                            .relevance_seeded(seed)?
+                    };
+                    window_scores.push(per_window(&|seq, len| {
+                        methods::patched_score_tensor(&relevance, seq, len)
+                    })?);
+                }
+            }
+            Route::Instrumented(pass) => {
+                let gradients = methods::gradients_for(methods, &self.model, pass, seed)?;
+                let relevance = methods::propagate_for(methods, &self.model, pass, seed)?;
+                let patched = methods::patched_for(methods, &self.model, pass, seed)?;
+                let inputs = MethodInputs {
+                    model: &self.model,
+                    pass,
+                    gradients: gradients.as_ref(),
+                    relevance: relevance.as_ref(),
+                    patched: &patched,
+                };
+                for &method in methods {
+                    window_scores.push(per_window(&|seq, len| {
+                        methods::score_tensor(method, &inputs, seq, len)
+                    })?);
+                }
+            }
+        }
+        Ok(window_scores)
+    }
+
+    /// What the CUDA graph cache has done (all zero on the CPU or with graphs off).
+    pub fn graph_stats(&self) -> GraphStats {
+        self.graphs
+            .as_ref()
+            .map(|g| g.stats())
+            .unwrap_or_default()
     }
 
     fn tokens_of(&self, doc: &Document) -> Vec<Token> {
@@ -542,8 +610,8 @@ enum Route {
 }
 
 impl Route {
-    fn logits(&self) -> &Tensor {
-        match self {
+    fn logits(route: &Route) -> &Tensor {
+        match route {
             Route::Instrumented(pass) => &pass.logits,
             Route::PatchedOnly { first, .. } => first.logits(),
         }

@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod explainer;
+pub mod graphs;
 pub mod lsp;
 pub mod methods;
 pub mod model_dir;

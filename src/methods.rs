@@ -196,13 +196,13 @@ fn identity_row_normalised(m: &Tensor) -> Result<Tensor> {
 }
 
 /// Row 0 of `M[last] ⋯ M[0]` (last layer leftmost), evaluated as a row vector times matrices.
-fn rollout_first_row(matrices: &[Tensor]) -> Result<Vec<f64>> {
+fn rollout_first_row(matrices: &[Tensor]) -> Result<Tensor> {
     let last = matrices.len() - 1;
     let mut row = matrices[last].narrow(0, 0, 1)?;
     for m in matrices[..last].iter().rev() {
         row = row.matmul(m)?;
     }
-    Ok(row.squeeze(0)?.to_vec1()?)
+    Ok(row.squeeze(0)?)
 }
 
 /// mean_h[(a ⊙ b)⁺] as f64 [len, len]; the inputs may be in the model's dtype.
@@ -230,6 +230,33 @@ fn missing(what: &str, method: Method) -> Error {
 
 /// The score vector of `method` for sample `b` whose real length is `len`.
 pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Result<Vec<f64>> {
+    let raw = score_tensor(method, inputs, b, len)?.to_vec1::<f64>()?;
+    Ok(finish_scores(method, raw))
+}
+
+/// The last, host-side step of every method (see [`score_tensor`]).
+pub fn finish_scores(method: Method, mut scores: Vec<f64>) -> Vec<f64> {
+    match method {
+        // The reference overwrites the [CLS] entry of the rollout row with the row's minimum.
+        Method::CheferLrpAllLayers | Method::CheferLrpLastLayerRollout => {
+            if !scores.is_empty() {
+                scores[0] = min_of(&scores);
+            }
+        }
+        Method::GradientXInput | Method::AttnLrp | Method::CpLrp => {}
+        _ => {
+            if let Some(first) = scores.first_mut() {
+                *first = 0.0;
+            }
+        }
+    }
+    scores
+}
+
+/// The score vector of `method` for sample `b` as an f64 tensor [len] on the model's device,
+/// before [`finish_scores`]: nothing here copies to or from the host, so a whole explanation
+/// can be recorded once as a CUDA graph and replayed.
+pub fn score_tensor(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Result<Tensor> {
     let layers = inputs.model.layers.len();
     let last = layers - 1;
     let grads = || inputs.gradients.ok_or_else(|| missing("gradients", method));
@@ -244,7 +271,7 @@ pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Re
     let attention_relevance = |layer: usize| -> Result<Tensor> {
         Ok(attention_relevance_native(layer)?.to_dtype(DType::F64)?)
     };
-    let mut out = match method {
+    Ok(match method {
         Method::CheferLrpAllLayers | Method::CheferLrpLastLayerRollout => {
             let first = if method == Method::CheferLrpAllLayers {
                 0
@@ -259,15 +286,12 @@ pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Re
                     positive_head_mean_of_product(&grad, &attention_relevance_native(layer)?)?;
                 matrices.push(identity_row_normalised(&cam)?);
             }
-            let mut row = rollout_first_row(&matrices)?;
-            row[0] = min_of(&row);
-            return Ok(row);
+            rollout_first_row(&matrices)?
         }
         Method::PartialLrpLastLayer => attention_relevance(last)?
             .relu()?
             .mean(0)?
-            .i(0)?
-            .to_vec1()?,
+            .i(0)?,
         Method::FullLrp => {
             let r = rel()?
                 .encoder_input
@@ -277,9 +301,8 @@ pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Re
                 .narrow(0, 0, len)?
                 .to_dtype(DType::F64)?
                 .sum(1)?
-                .to_vec1()?
         }
-        Method::RawAttentionLastLayer => probs(last)?.mean(0)?.i(0)?.to_vec1()?,
+        Method::RawAttentionLastLayer => probs(last)?.mean(0)?.i(0)?,
         Method::AttentionRollout => {
             let matrices = (0..layers)
                 .map(|l| identity_row_normalised(&probs(l)?.mean(0)?))
@@ -294,27 +317,25 @@ pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Re
             let max = cam.max_all()?;
             // (x − min) / (max − min) is 0/0 = NaN when the map is constant: kept, as the reference.
             let normed = cam.broadcast_sub(&min)?.broadcast_div(&(max - &min)?)?;
-            normed.i(0)?.to_vec1()?
+            normed.i(0)?
         }
         Method::GradientRolloutIccv21 => {
             let g = grads()?;
-            let mut row = vec![0f64; len];
-            row[0] = 1.0;
-            let mut row = Tensor::from_vec(row, (1, len), &candle_core::Device::Cpu)?
-                .to_device(inputs.pass.logits.device())?;
+            // e₀ as a row [1, len], made on the device (no upload).
+            let mut row = Tensor::eye(len, DType::F64, inputs.pass.logits.device())?.narrow(0, 0, 1)?;
             for layer in (0..layers).rev() {
                 let grad = sample_square_native(&g.probs[layer], b, len)?;
                 let probs = sample_square_native(&inputs.pass.layers[layer].probs, b, len)?;
                 let cam = positive_head_mean_of_product(&grad, &probs)?;
                 row = (&row + row.matmul(&cam)?)?;
             }
-            row.squeeze(0)?.to_vec1()?
+            row.squeeze(0)?
         }
         Method::GradientXInput => {
             let g = grads()?;
             let e = inputs.pass.embedded.i(b)?.narrow(0, 0, len)?;
             let grad = g.embedded.i(b)?.narrow(0, 0, len)?;
-            return Ok((e * grad)?.to_dtype(DType::F64)?.sum(1)?.to_vec1()?);
+            (e * grad)?.to_dtype(DType::F64)?.sum(1)?
         }
         Method::AttnLrp | Method::CpLrp => {
             let (_, relevance) = inputs
@@ -322,13 +343,9 @@ pub fn scores(method: Method, inputs: &MethodInputs, b: usize, len: usize) -> Re
                 .iter()
                 .find(|(m, _)| *m == method)
                 .ok_or_else(|| missing("patched relevance", method))?;
-            return patched_scores(relevance, b, len);
+            patched_score_tensor(relevance, b, len)?
         }
-    };
-    if !out.is_empty() {
-        out[0] = 0.0;
-    }
-    Ok(out)
+    })
 }
 
 /// The hand-written backward pass, as deep as the deepest of `methods` needs it.
@@ -336,7 +353,7 @@ pub fn gradients_for(
     methods: &[Method],
     model: &BertClassifier,
     pass: &ForwardPass,
-    targets: &[usize],
+    seed: &Tensor,
 ) -> Result<Option<Gradients>> {
     let layers = model.layers.len();
     let depths: Vec<GradientDepth> = methods
@@ -354,7 +371,7 @@ pub fn gradients_for(
             .unwrap_or(0),
         encoder_input: depths.iter().any(|d| d.encoder_input),
     };
-    Ok(Some(backward::gradients(model, pass, targets, depth)?))
+    Ok(Some(backward::gradients_seeded(model, pass, seed, depth)?))
 }
 
 /// Runs relevance propagation when any of `methods` needs it.
@@ -362,17 +379,17 @@ pub fn propagate_for(
     methods: &[Method],
     model: &BertClassifier,
     pass: &ForwardPass,
-    targets: &[usize],
+    seed: &Tensor,
 ) -> Result<Option<Relevance>> {
     match deepest(methods, model.layers.len()) {
-        Some(depth) => Ok(Some(relprop::propagate(model, pass, targets, depth)?)),
+        Some(depth) => Ok(Some(relprop::propagate_seeded(model, pass, seed, depth)?)),
         None => Ok(None),
     }
 }
 
 /// Scores of sequence `b` (its first `len` positions) from a patched method's relevance [B, N].
-pub fn patched_scores(relevance: &Tensor, b: usize, len: usize) -> Result<Vec<f64>> {
-    Ok(relevance.i(b)?.narrow(0, 0, len)?.to_vec1()?)
+pub fn patched_score_tensor(relevance: &Tensor, b: usize, len: usize) -> Result<Tensor> {
+    Ok(relevance.i(b)?.narrow(0, 0, len)?.to_dtype(DType::F64)?)
 }
 
 /// Runs the patched forward/backward pass of every patched-forward method in `methods`.
@@ -380,11 +397,11 @@ pub fn patched_for(
     methods: &[Method],
     model: &BertClassifier,
     pass: &ForwardPass,
-    targets: &[usize],
+    seed: &Tensor,
 ) -> Result<Vec<(Method, Tensor)>> {
     methods
         .iter()
         .filter_map(|&m| m.patched_rules().map(|rules| (m, rules)))
-        .map(|(m, rules)| Ok((m, attnlrp::token_relevance(model, pass, targets, rules)?)))
+        .map(|(m, rules)| Ok((m, attnlrp::token_relevance_seeded(model, pass, seed, rules)?)))
         .collect()
 }

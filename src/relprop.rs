@@ -229,13 +229,22 @@ pub fn propagate(
     targets: &[usize],
     depth: Depth,
 ) -> Result<Relevance> {
+    propagate_seeded(model, pass, &one_hot_like(&pass.logits, targets)?, depth)
+}
+
+/// [`propagate`] from a relevance seed [B, C] already on the device (one-hot per sample).
+pub fn propagate_seeded(
+    model: &BertClassifier,
+    pass: &ForwardPass,
+    seed: &Tensor,
+    depth: Depth,
+) -> Result<Relevance> {
     let batch = pass.logits.dim(0)?;
     let (_, len, hidden) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;
     let head_dim = model.config.head_dim();
-    let seed = one_hot_like(&pass.logits, targets)?;
 
-    let r_pooled = linear_from_output(&pass.pooled, &model.classifier, &pass.logits, &seed)?;
+    let r_pooled = linear_from_output(&pass.pooled, &model.classifier, &pass.logits, seed)?;
     let r_cls = linear(&pass.cls, &model.pooler, &r_pooled)?;
     // IndexSelect of position 0 (gradient × input over the selected row).
     let r_cls = (&pass.cls * safe_div(&r_cls, &pass.cls)?)?.unsqueeze(1)?;

@@ -108,6 +108,7 @@ fn measure_single(args: &BenchArgs, length: usize, precision: &str) -> Result<i3
         serde_json::json!({
             "length": length, "precision": precision, "median_ms": med, "min_ms": min,
             "peak_rss_mib": peak_rss_mib(), "model": explainer.model_name,
+            "graphs": explainer.graph_stats(),
         })
     );
     Ok(0)
@@ -146,8 +147,8 @@ pub fn run(args: BenchArgs) -> Result<i32> {
                 .unwrap_or_default())
     );
     println!(
-        "{:>7}  {:>9}  {:>12}  {:>10}  {:>14}",
-        "tokens", "precision", "median ms", "min ms", "peak RSS MiB"
+        "{:>7}  {:>9}  {:>12}  {:>10}  {:>14}  {:>20}",
+        "tokens", "precision", "median ms", "min ms", "peak RSS MiB", "CUDA graphs (c/r/f)"
     );
     for precision in &args.precisions {
         for &length in &args.lengths {
@@ -183,14 +184,25 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             }
             let row: serde_json::Value = serde_json::from_slice(&output.stdout)
                 .map_err(|e| Error::Usage(format!("benchmark child printed no result: {e}")))?;
+            let graphs = &row["graphs"];
+            let count = |field: &str| graphs[field].as_u64().unwrap_or(0);
             println!(
-                "{:>7}  {:>9}  {:>12.1}  {:>10.1}  {:>14.0}",
+                "{:>7}  {:>9}  {:>12.1}  {:>10.1}  {:>14.0}  {:>20}",
                 length,
                 precision,
                 row["median_ms"].as_f64().unwrap_or(f64::NAN),
                 row["min_ms"].as_f64().unwrap_or(f64::NAN),
-                row["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
+                row["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+                format!(
+                    "{}/{}/{}",
+                    count("captured"),
+                    count("replayed"),
+                    count("failed")
+                )
             );
+            if let Some(reason) = graphs["last_error"].as_str() {
+                eprintln!("  CUDA graph not used at {length} tokens: {reason}");
+            }
         }
     }
     Ok(0)
