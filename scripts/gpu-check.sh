@@ -1,39 +1,89 @@
 #!/usr/bin/env bash
 # The GPU checks of docs/cuda.md, for a GPU machine without a Rust toolchain. Build here first:
 #   bash scripts/build-cuda.sh --no-default-features --features hub --bin tokenlens --test golden
-# then copy the repository (with target/models from scripts/fetch-minilm.sh), the two binaries and
-# this script there and run, from the repository root:
-#   TOKENLENS_BIN=path/to/tokenlens GOLDEN_BIN=path/to/golden-<hash> bash scripts/gpu-check.sh OUT_DIR
+# then copy the repository, the two binaries and this script there and run, from the repository
+# root:
+#   TOKENLENS_BIN=path/to/tokenlens GOLDEN_BIN=path/to/golden-<hash> \
+#     bash scripts/gpu-check.sh OUT_DIR [bench] [golden]
+# bench:  the engine benchmark, batch 1 (CUDA graphs on and off) and batched, on MiniLM- and
+#         BERT-base-shaped models with random weights (made by PyTorch `transformers`, which must
+#         be importable by python3; timing does not depend on the weights).
+# golden: every golden case on the GPU (needs target/models/minilm-head from
+#         scripts/fetch-minilm.sh) and CPU/GPU agreement of `score`.
 # The CUDA 13 libraries (libcublas, libcublasLt, libcurand, libnvrtc, libcudart) must be on
 # LD_LIBRARY_PATH (for PyTorch's wheels: <site-packages>/nvidia/cu13/lib).
 set -uo pipefail
-out=${1:?usage: gpu-check.sh OUT_DIR}
+out=${1:?usage: gpu-check.sh OUT_DIR [bench] [golden]}
+shift
+stages=${*:-bench golden}
 mkdir -p "$out"
 bin=${TOKENLENS_BIN:?set TOKENLENS_BIN to the CUDA build of tokenlens}
-golden=${GOLDEN_BIN:?set GOLDEN_BIN to the golden test binary built with --features cuda}
-minilm=target/models/minilm-head
+status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 
-# 1. Every golden case on the GPU, f32 and f64.
-TOKENLENS_TEST_ROOT=$PWD TOKENLENS_TEST_DEVICE=cuda "$golden" --test-threads 3 2>&1 | tee "$out/golden.log"
-golden_status=${PIPESTATUS[0]}
-
-# 2. The engine benchmark, batch 1 and batched.
-"$bin" bench --model "$minilm" --device cuda --precisions f32,f64 --batch 1 | tee "$out/bench-b1.txt"
-"$bin" bench --model "$minilm" --device cuda --precisions f32 --batch 32 --repeats 3 | tee "$out/bench-b32.txt"
-
-# 3. CPU and GPU give the same scores.
-text="The acting was wooden, but the score is lovely."
-for device in cpu cuda; do
-  echo "$text" | "$bin" score --model "$minilm" --device "$device" > "$out/score-$device.jsonl"
-done
-python3 - "$out/score-cpu.jsonl" "$out/score-cuda.jsonl" <<'PY'
-import json, sys
-cpu, gpu = (json.loads(open(p).readline()) for p in sys.argv[1:])
-diff = max(abs(a - b) for a, b in zip(cpu["logits"], gpu["logits"]))
-print(f"largest logit difference cpu vs cuda: {diff:.2e}")
-sys.exit(0 if diff < 1e-4 else 1)
+# A BertForSequenceClassification with random weights: DIR HIDDEN LAYERS HEADS INTERMEDIATE.
+random_model() {
+  python3 - "$@" <<'PY'
+import sys, torch, transformers
+path, hidden, layers, heads, intermediate = sys.argv[1], *map(int, sys.argv[2:])
+torch.manual_seed(0)
+config = transformers.BertConfig(hidden_size=hidden, num_hidden_layers=layers,
+                                 num_attention_heads=heads, intermediate_size=intermediate)
+transformers.BertForSequenceClassification(config).save_pretrained(path, safe_serialization=True)
 PY
-score_status=$?
-echo "golden exit $golden_status, cpu/cuda score comparison exit $score_status"
-exit $(( golden_status != 0 || score_status != 0 ))
+  cp fixtures/models/minilm-rt-sentiment/tokenizer.json "$1/"
+}
+
+bench() { # LOG MODEL_DIR ARGS...: one `tokenlens bench` table, appended to LOG
+  local log=$1 model=$2
+  shift 2
+  echo "## $* (TOKENLENS_CUDA_GRAPHS=${TOKENLENS_CUDA_GRAPHS:-1}, TOKENLENS_CUDA_EVENT_TRACKING=${TOKENLENS_CUDA_EVENT_TRACKING:-0})" | tee -a "$log"
+  "$bin" bench --model "$model" --device cuda "$@" 2>&1 | tee -a "$log" || status=1
+}
+
+if [[ " $stages " == *" bench "* ]]; then
+  models=$out/models
+  random_model "$models/minilm" 384 6 12 1536
+  random_model "$models/bert-base" 768 12 12 3072
+  for name in minilm bert-base; do
+    log=$out/bench-$name.txt
+    dir=$models/$name
+    bench "$log" "$dir" --precisions f32 --batch 1
+    TOKENLENS_CUDA_GRAPHS=0 bench "$log" "$dir" --precisions f32 --batch 1
+    bench "$log" "$dir" --precisions f32 --batch 32 --repeats 3
+  done
+  log=$out/bench-minilm-more.txt
+  dir=$models/minilm
+  TOKENLENS_CUDA_GRAPHS=0 TOKENLENS_CUDA_EVENT_TRACKING=1 bench "$log" "$dir" --precisions f32 --batch 1
+  bench "$log" "$dir" --precisions f64 --batch 1
+  bench "$log" "$dir" --precisions f32 --batch 1 --method attnlrp
+  TOKENLENS_CUDA_GRAPHS=0 bench "$log" "$dir" --precisions f32 --batch 1 --method attnlrp
+  rm -rf "$models"
+fi
+
+if [[ " $stages " == *" golden "* ]]; then
+  golden=${GOLDEN_BIN:?set GOLDEN_BIN to the golden test binary built with --features cuda}
+  # Every golden case on the GPU, f32 and f64, with CUDA graphs (the test fails if they were
+  # not replayed).
+  TOKENLENS_TEST_ROOT=$PWD TOKENLENS_TEST_DEVICE=cuda "$golden" --test-threads 2 --nocapture \
+    2>&1 | tee "$out/golden.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  # CPU and GPU give the same scores, eagerly and through a replayed graph.
+  minilm=target/models/minilm-head
+  text="The acting was wooden, but the score is lovely."
+  printf '%s\n%s\n' "$text" "$text." | "$bin" score --model "$minilm" --device cpu --batch-size 1 > "$out/score-cpu.jsonl"
+  printf '%s\n%s\n' "$text" "$text." | "$bin" score --model "$minilm" --device cuda --batch-size 1 > "$out/score-cuda.jsonl"
+  python3 - "$out/score-cpu.jsonl" "$out/score-cuda.jsonl" <<'PY' || status=1
+import json, sys
+cpu, gpu = ([json.loads(line) for line in open(p)] for p in sys.argv[1:])
+worst = 0.0
+for a, b in zip(cpu, gpu):
+    worst = max(worst, max(abs(x - y) for x, y in zip(a["logits"], b["logits"])))
+    for wa, wb in zip(a["words"], b["words"]):
+        worst = max(worst, abs(wa["score"] - wb["score"]))
+print(f"largest logit or word-score difference cpu vs cuda: {worst:.2e}")
+sys.exit(0 if worst < 1e-4 and len(cpu) == len(gpu) == 2 else 1)
+PY
+fi
+echo "gpu-check exit $status"
+exit $status

@@ -279,7 +279,12 @@ pub fn token_relevance(
     targets: &[usize],
     rules: Rules,
 ) -> Result<Tensor> {
-    token_relevance_seeded(model, pass, &crate::bert::one_hot_like(&pass.logits, targets)?, rules)
+    token_relevance_seeded(
+        model,
+        pass,
+        &crate::bert::one_hot_like(&pass.logits, targets)?,
+        rules,
+    )
 }
 
 /// [`token_relevance`] for a one-hot seed [B, C] already on the device.

@@ -35,10 +35,12 @@ fn cuda_device(ordinal: usize) -> Result<Device> {
              libraries (libcublas, libcurand, libnvrtc) are on the library path, or use --device cpu"
         ))
     })?;
-    if let Device::Cuda(cuda) = &device {
+    let keep_events = std::env::var("TOKENLENS_CUDA_EVENT_TRACKING").is_ok_and(|v| v.trim() == "1");
+    if let (Device::Cuda(cuda), false) = (&device, keep_events) {
         // cudarc gives every allocation two CUDA events for cross-stream ordering; candle issues
         // all work of a thread on one stream, so they are never waited on, yet creating and
-        // destroying them cost four driver calls per tensor op.
+        // destroying them cost four driver calls per tensor op. TOKENLENS_CUDA_EVENT_TRACKING=1
+        // keeps them, for measuring the difference.
         // SAFETY: tensors are used on the stream that made them (see docs/cuda.md).
         unsafe { cuda.disable_event_tracking() };
     }

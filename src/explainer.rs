@@ -507,10 +507,7 @@ impl Explainer {
 
     /// What the CUDA graph cache has done (all zero on the CPU or with graphs off).
     pub fn graph_stats(&self) -> GraphStats {
-        self.graphs
-            .as_ref()
-            .map(|g| g.stats())
-            .unwrap_or_default()
+        self.graphs.as_ref().map(|g| g.stats()).unwrap_or_default()
     }
 
     fn tokens_of(&self, doc: &Document) -> Vec<Token> {

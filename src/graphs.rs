@@ -16,10 +16,21 @@
 //! same numbers; any failure falls back to eager execution for that shape, with the reason kept
 //! in [`GraphStats`].
 
+use std::sync::{RwLock, RwLockReadGuard};
+
 use candle_core::{DType, Tensor};
 
 use crate::bert::one_hot_like;
 use crate::error::Result;
+
+/// Held shared by every batch of device work and exclusively while a graph is recorded: work
+/// of another thread during a capture can invalidate it (an implicit synchronisation with the
+/// capturing stream), and that error would surface in the other thread's explanation.
+static DEVICE_WORK: RwLock<()> = RwLock::new(());
+
+fn shared_device_work() -> RwLockReadGuard<'static, ()> {
+    DEVICE_WORK.read().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The two steps of a batch, as closures over the explainer.
 pub struct Steps<'a, S> {
@@ -85,6 +96,7 @@ fn eager<S>(ids: &Tensor, mask: &Tensor, steps: &Steps<S>) -> Result<(Computed, 
 
 /// Both steps, eagerly (every device, every batch size).
 pub fn run_eager<S>(ids: &Tensor, mask: &Tensor, steps: &Steps<S>) -> Result<Computed> {
+    let _shared = shared_device_work();
     Ok(eager(ids, mask, steps)?.0)
 }
 
@@ -95,16 +107,17 @@ fn agree(a: &Computed, b: &Computed) -> bool {
     fn close(x: &[f64], y: &[f64]) -> bool {
         let scale = x.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
         x.len() == y.len()
-            && x.iter().zip(y).all(|(p, q)| {
-                (p.is_nan() && q.is_nan()) || (p - q).abs() <= 1e-4 * scale || p == q
-            })
+            && x.iter()
+                .zip(y)
+                .all(|(p, q)| (p.is_nan() && q.is_nan()) || (p - q).abs() <= 1e-4 * scale || p == q)
     }
     a.logits.len() == b.logits.len()
         && a.logits.iter().zip(&b.logits).all(|(x, y)| close(x, y))
         && a.scores.len() == b.scores.len()
-        && a.scores.iter().zip(&b.scores).all(|(p, q)| {
-            p.len() == q.len() && p.iter().zip(q).all(|(x, y)| close(x, y))
-        })
+        && a.scores
+            .iter()
+            .zip(&b.scores)
+            .all(|(p, q)| p.len() == q.len() && p.iter().zip(q).all(|(x, y)| close(x, y)))
 }
 
 pub use imp::CudaGraphs;
@@ -118,7 +131,10 @@ mod imp {
     use candle_core::cuda_backend::cudarc::driver::{CudaGraph, CudaStream, sys};
     use candle_core::{Device, Tensor};
 
-    use super::{Computed, GraphStats, Steps, agree, eager, logits_and_seed, read_scores};
+    use super::{
+        Computed, DEVICE_WORK, GraphStats, Steps, agree, eager, logits_and_seed, read_scores,
+        shared_device_work,
+    };
     use crate::error::{Error, Result};
 
     /// Graphs kept at once (least recently used dropped first): each holds its activations and
@@ -213,13 +229,20 @@ mod imp {
         }
 
         /// Both steps for the batch `ids`/`mask`, replayed when `key` was recorded before.
-        pub fn run(&self, key: K, ids: &Tensor, mask: &Tensor, steps: &Steps<S>) -> Result<Computed> {
+        pub fn run(
+            &self,
+            key: K,
+            ids: &Tensor,
+            mask: &Tensor,
+            steps: &Steps<S>,
+        ) -> Result<Computed> {
             let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             let inner = &mut *guard;
             inner.clock += 1;
             let now = inner.clock;
             if let Some(entry) = inner.entries.get_mut(&key) {
                 entry.last_used = now;
+                let _shared = shared_device_work();
                 let computed = replay(entry, ids, mask, steps)?;
                 inner.stats.replayed += 1;
                 return Ok(computed);
@@ -229,8 +252,15 @@ mod imp {
             }
             // The eager run fills candle's parameter cache that the capture needs.
             let _cache = self.device.enable_cuda_graph_htod_cache();
-            let (computed, seed) = eager(ids, mask, steps)?;
-            match self.record(ids, mask, &seed, steps, now, &computed) {
+            let (computed, seed) = {
+                let _shared = shared_device_work();
+                eager(ids, mask, steps)?
+            };
+            let recorded = {
+                let _exclusive = DEVICE_WORK.write().unwrap_or_else(|e| e.into_inner());
+                self.record(ids, mask, &seed, steps, now, &computed)
+            };
+            match recorded {
                 Ok(entry) => {
                     if inner.entries.len() >= GRAPHS_KEPT
                         && let Some(oldest) = inner
@@ -293,7 +323,12 @@ mod imp {
         }
     }
 
-    fn replay<S>(entry: &mut Entry<S>, ids: &Tensor, mask: &Tensor, steps: &Steps<S>) -> Result<Computed> {
+    fn replay<S>(
+        entry: &mut Entry<S>,
+        ids: &Tensor,
+        mask: &Tensor,
+        steps: &Steps<S>,
+    ) -> Result<Computed> {
         entry.ids.slice_set(ids, 0, 0)?;
         entry.mask.slice_set(mask, 0, 0)?;
         entry.first.0.launch().map_err(|e| driver("launch", e))?;
@@ -328,7 +363,13 @@ mod imp {
             GraphStats::default()
         }
 
-        pub fn run(&self, _key: K, ids: &Tensor, mask: &Tensor, steps: &Steps<S>) -> Result<Computed> {
+        pub fn run(
+            &self,
+            _key: K,
+            ids: &Tensor,
+            mask: &Tensor,
+            steps: &Steps<S>,
+        ) -> Result<Computed> {
             super::run_eager(ids, mask, steps)
         }
     }

@@ -207,7 +207,16 @@ fn rollout_first_row(matrices: &[Tensor]) -> Result<Tensor> {
 
 /// mean_h[(a ⊙ b)⁺] as f64 [len, len]; the inputs may be in the model's dtype.
 fn positive_head_mean_of_product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    Ok((a * b)?.relu()?.mean(0)?.to_dtype(DType::F64)?)
+    Ok(head_mean(&(a * b)?.relu()?)?.to_dtype(DType::F64)?)
+}
+
+/// The mean over heads of [H, N, N] maps, as one matrix product (1/H)·1ᵀ X: a reduction over
+/// the leading dimension would give a GPU one thread block per output with 12 values each.
+fn head_mean(x: &Tensor) -> Result<Tensor> {
+    let (heads, rows, cols) = x.dims3()?;
+    let ones = Tensor::ones((1, heads), x.dtype(), x.device())?;
+    let sum = ones.matmul(&x.reshape((heads, rows * cols))?)?;
+    Ok((sum / heads as f64)?.reshape((rows, cols))?)
 }
 
 fn min_of(v: &[f64]) -> f64 {
@@ -288,31 +297,25 @@ pub fn score_tensor(method: Method, inputs: &MethodInputs, b: usize, len: usize)
             }
             rollout_first_row(&matrices)?
         }
-        Method::PartialLrpLastLayer => attention_relevance(last)?
-            .relu()?
-            .mean(0)?
-            .i(0)?,
+        Method::PartialLrpLastLayer => head_mean(&attention_relevance(last)?.relu()?)?.i(0)?,
         Method::FullLrp => {
             let r = rel()?
                 .encoder_input
                 .as_ref()
                 .ok_or_else(|| missing("encoder relevance", method))?;
-            r.i(b)?
-                .narrow(0, 0, len)?
-                .to_dtype(DType::F64)?
-                .sum(1)?
+            r.i(b)?.narrow(0, 0, len)?.to_dtype(DType::F64)?.sum(1)?
         }
-        Method::RawAttentionLastLayer => probs(last)?.mean(0)?.i(0)?,
+        Method::RawAttentionLastLayer => head_mean(&probs(last)?)?.i(0)?,
         Method::AttentionRollout => {
             let matrices = (0..layers)
-                .map(|l| identity_row_normalised(&probs(l)?.mean(0)?))
+                .map(|l| identity_row_normalised(&head_mean(&probs(l)?)?))
                 .collect::<Result<Vec<_>>>()?;
             rollout_first_row(&matrices)?
         }
         Method::AttentionGradcam => {
             let grad = sample_square(&grads()?.probs[last], b, len)?;
             let head_weights = grad.mean_keepdim(2)?.mean_keepdim(1)?;
-            let cam = probs(last)?.broadcast_mul(&head_weights)?.mean(0)?.relu()?;
+            let cam = head_mean(&probs(last)?.broadcast_mul(&head_weights)?)?.relu()?;
             let min = cam.min_all()?;
             let max = cam.max_all()?;
             // (x − min) / (max − min) is 0/0 = NaN when the map is constant: kept, as the reference.
@@ -322,7 +325,8 @@ pub fn score_tensor(method: Method, inputs: &MethodInputs, b: usize, len: usize)
         Method::GradientRolloutIccv21 => {
             let g = grads()?;
             // e₀ as a row [1, len], made on the device (no upload).
-            let mut row = Tensor::eye(len, DType::F64, inputs.pass.logits.device())?.narrow(0, 0, 1)?;
+            let mut row =
+                Tensor::eye(len, DType::F64, inputs.pass.logits.device())?.narrow(0, 0, 1)?;
             for layer in (0..layers).rev() {
                 let grad = sample_square_native(&g.probs[layer], b, len)?;
                 let probs = sample_square_native(&inputs.pass.layers[layer].probs, b, len)?;
@@ -402,6 +406,11 @@ pub fn patched_for(
     methods
         .iter()
         .filter_map(|&m| m.patched_rules().map(|rules| (m, rules)))
-        .map(|(m, rules)| Ok((m, attnlrp::token_relevance_seeded(model, pass, seed, rules)?)))
+        .map(|(m, rules)| {
+            Ok((
+                m,
+                attnlrp::token_relevance_seeded(model, pass, seed, rules)?,
+            ))
+        })
         .collect()
 }

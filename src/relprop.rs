@@ -7,7 +7,7 @@
 //! autograd). Sums that the reference takes over the whole tensor are taken per sample, so a
 //! padded batch gives each sample the relevance it would get alone.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, D, DType, Layout, Shape, Tensor};
 use candle_nn::Linear;
 
 use crate::bert::{BertClassifier, ForwardPass, one_hot_like};
@@ -124,7 +124,18 @@ fn sample_sums(x: &Tensor) -> Result<Tensor> {
     let batch = x.dim(0)?;
     let mut shape = vec![1usize; x.rank()];
     shape[0] = batch;
-    Ok(x.flatten_from(1)?.sum(1)?.reshape(shape)?)
+    Ok(per_sample_total(x)?.reshape(shape)?)
+}
+
+/// Σ over all but the first dimension, [B]. Rows first: a GPU reduces one output per thread
+/// block, so one sum over a whole attention map (millions of values) would run on one
+/// multiprocessor.
+pub fn per_sample_total(x: &Tensor) -> Result<Tensor> {
+    let mut x = x.clone();
+    while x.rank() > 2 {
+        x = x.sum(D::Minus1)?;
+    }
+    Ok(if x.rank() == 2 { x.sum(1)? } else { x })
 }
 
 /// LRP-α1β0 with sign-split inputs and the bias ignored:
@@ -193,10 +204,12 @@ pub fn add(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor
     Ok((r_a, r_b))
 }
 
-/// Sums `x` over the dimensions where `shape` has size 1 (the gradient of a broadcast).
+/// Sums `x` over the dimensions where `shape` has size 1 (the gradient of a broadcast). The
+/// innermost first: on a GPU the first sum runs over the big tensor, with one thread block per
+/// output, and the heads dimension (12) would leave most of each block idle.
 fn reduce_to_shape(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let mut out = x.clone();
-    for (dim, &size) in shape.iter().enumerate() {
+    for (dim, &size) in shape.iter().enumerate().rev() {
         if size == 1 && out.dim(dim)? != 1 {
             out = out.sum_keepdim(dim)?;
         }
@@ -250,7 +263,7 @@ pub fn propagate_seeded(
     let r_cls = (&pass.cls * safe_div(&r_cls, &pass.cls)?)?.unsqueeze(1)?;
     let rest = Tensor::zeros((batch, len - 1, hidden), model.dtype, &model.device)?;
     let mut r = Tensor::cat(&[&r_cls, &rest], 1)?;
-    let last_hidden_total = r.flatten_from(1)?.sum(1)?;
+    let last_hidden_total = per_sample_total(&r)?;
 
     let layers = model.layers.len();
     let mut attention = vec![None; layers];
@@ -324,7 +337,7 @@ pub fn propagate_seeded(
         )?;
         let r_self = clone(&act.input, &[&r_query, &r_key, &r_value])?;
         r = clone(&act.input, &[&r_self, &r_skip])?;
-        layer_input_totals[index] = Some(r.flatten_from(1)?.sum(1)?);
+        layer_input_totals[index] = Some(per_sample_total(&r)?);
     }
     Ok(Relevance {
         attention,

@@ -96,6 +96,18 @@ fn check_model(model: &str, dir: &std::path::Path, precision: Precision) {
         failures.len(),
         failures.join("\n")
     );
+    // On a GPU one-window explanations are recorded as CUDA graphs and replayed (docs/cuda.md):
+    // every class after the first of a text, and every text of a length seen before, was a
+    // replay, so the checks above cover replays. None may have fallen back to eager execution.
+    let graphs_off = std::env::var("TOKENLENS_CUDA_GRAPHS").is_ok_and(|v| v.trim() == "0");
+    if explainer.options().device.is_cuda() && !graphs_off {
+        let stats = explainer.graph_stats();
+        eprintln!("{model} {key}: CUDA graphs {stats:?}");
+        assert!(
+            stats.failed == 0 && stats.replayed > 0,
+            "{model} {key}: CUDA graphs not used: {stats:?}"
+        );
+    }
 }
 
 /// Conservation diagnostics of the relevance pass (totals per layer), and full LRP in f32
