@@ -195,6 +195,7 @@ pub fn patched_forward(
     rules: Rules,
     probe_softmax: bool,
 ) -> Result<PatchedPass> {
+    let _device = crate::graphs::shared_device_work();
     let mut probes = Vec::new();
     let mut hidden = embedded.clone();
     for layer in &model.layers {
@@ -264,6 +265,7 @@ impl PatchedRun {
 
     /// [`PatchedRun::relevance`] for a one-hot seed [B, C] already on the device.
     pub fn relevance_seeded(&self, seed: &Tensor) -> Result<Tensor> {
+        let _device = crate::graphs::shared_device_work();
         let grads = seeded_objective(&self.pass.logits, seed)?.backward()?;
         let input = self.input.as_tensor();
         let gradient = grads.get(input).cloned().unwrap_or(input.zeros_like()?);

@@ -78,6 +78,7 @@ pub fn gradients_seeded(
     seed: &Tensor,
     depth: GradientDepth,
 ) -> Result<Gradients> {
+    let _device = crate::graphs::shared_device_work();
     let batch = pass.logits.dim(0)?;
     let (_, len, hidden) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;

@@ -374,6 +374,7 @@ impl BertClassifier {
         mask: &Tensor,
         with_gradients: bool,
     ) -> Result<ForwardPass> {
+        let _device = crate::graphs::shared_device_work();
         let (batch, len, _) = embedded.dims3()?;
         let heads = self.config.num_attention_heads;
         let head_dim = self.config.head_dim();

@@ -114,6 +114,13 @@ pub struct Explainer {
     graphs: Option<CudaGraphs<Route, GraphKey>>,
 }
 
+/// Per document of a batch: logits (mean over its windows), predicted and target class.
+struct DocumentClasses {
+    logits: Vec<Vec<f64>>,
+    predicted: Vec<usize>,
+    target: Vec<usize>,
+}
+
 /// One text's pieces and windows while it is being explained.
 struct Document<'a> {
     text: &'a str,
@@ -318,8 +325,8 @@ impl Explainer {
         let (ids, mask, lengths) = self.batch_tensors(&sequences)?;
         // Window logits → the target class of every window (its document's target).
         let choose_targets = |window_logits: &[Vec<f64>]| -> Result<Vec<usize>> {
-            let (_, _, doc_target) = self.document_targets(window_logits, &owner, docs, target)?;
-            Ok(owner.iter().map(|&d| doc_target[d]).collect())
+            let classes = self.document_targets(window_logits, &owner, docs, target)?;
+            Ok(owner.iter().map(|&d| classes.target[d]).collect())
         };
         let first = |ids: &Tensor, mask: &Tensor| self.start_route(ids, mask, methods);
         let second =
@@ -339,8 +346,11 @@ impl Explainer {
             }
             _ => graphs::run_eager(&ids, &mask, &steps)?,
         };
-        let (doc_logits, predicted, doc_target) =
-            self.document_targets(&computed.logits, &owner, docs, target)?;
+        let DocumentClasses {
+            logits: doc_logits,
+            predicted,
+            target: doc_target,
+        } = self.document_targets(&computed.logits, &owner, docs, target)?;
         // window_scores[method][sequence] = vector over that window's positions.
         let window_scores: Vec<Vec<Vec<f64>>> = methods
             .iter()
@@ -400,7 +410,7 @@ impl Explainer {
         owner: &[usize],
         docs: &[&Document],
         target: Target,
-    ) -> Result<(Vec<Vec<f64>>, Vec<usize>, Vec<usize>)> {
+    ) -> Result<DocumentClasses> {
         let classes = self.labels().len();
         let mut doc_logits = vec![vec![0f64; classes]; docs.len()];
         for (seq, logits) in window_logits.iter().enumerate() {
@@ -421,7 +431,11 @@ impl Explainer {
                 });
             }
         };
-        Ok((doc_logits, predicted, doc_target))
+        Ok(DocumentClasses {
+            logits: doc_logits,
+            predicted,
+            target: doc_target,
+        })
     }
 
     /// The first step of a batch: the forward pass the methods read, up to the logits.

@@ -16,21 +16,72 @@
 //! same numbers; any failure falls back to eager execution for that shape, with the reason kept
 //! in [`GraphStats`].
 
-use std::sync::{RwLock, RwLockReadGuard};
+use std::cell::Cell;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use candle_core::{DType, Tensor};
 
 use crate::bert::one_hot_like;
 use crate::error::Result;
 
-/// Held shared by every batch of device work and exclusively while a graph is recorded: work
-/// of another thread during a capture can invalidate it (an implicit synchronisation with the
-/// capturing stream), and that error would surface in the other thread's explanation.
+/// Held shared by device work of the engine (forward passes, gradients, relevance, explainer
+/// batches) and exclusively while a graph is recorded: another thread's CUDA calls during a
+/// capture can invalidate it (seen on an H100 when a test ran the model directly beside an
+/// explainer that was recording). Re-entrant per thread: a thread that holds it, shared or
+/// exclusive, passes through.
 static DEVICE_WORK: RwLock<()> = RwLock::new(());
 
-fn shared_device_work() -> RwLockReadGuard<'static, ()> {
-    DEVICE_WORK.read().unwrap_or_else(|e| e.into_inner())
+thread_local! {
+    static HELD_HERE: Cell<usize> = const { Cell::new(0) };
 }
+
+/// Proof of holding [`DEVICE_WORK`] (or of a thread already holding it).
+pub struct DeviceWork {
+    _shared: Option<RwLockReadGuard<'static, ()>>,
+    _exclusive: Option<RwLockWriteGuard<'static, ()>>,
+}
+
+impl Drop for DeviceWork {
+    fn drop(&mut self) {
+        HELD_HERE.with(|held| held.set(held.get() - 1));
+    }
+}
+
+fn hold(take: impl FnOnce() -> DeviceWork) -> DeviceWork {
+    let nested = HELD_HERE.with(|held| {
+        held.set(held.get() + 1);
+        held.get() > 1
+    });
+    if nested {
+        DeviceWork {
+            _shared: None,
+            _exclusive: None,
+        }
+    } else {
+        take()
+    }
+}
+
+/// Shared access for device work; cheap when uncontended.
+pub fn shared_device_work() -> DeviceWork {
+    hold(|| DeviceWork {
+        _shared: Some(DEVICE_WORK.read().unwrap_or_else(|e| e.into_inner())),
+        _exclusive: None,
+    })
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn exclusive_device_work() -> DeviceWork {
+    hold(|| DeviceWork {
+        _shared: None,
+        _exclusive: Some(DEVICE_WORK.write().unwrap_or_else(|e| e.into_inner())),
+    })
+}
+
+/// Host logits per window to the target class per window.
+pub type ChooseTargets<'a> = &'a dyn Fn(&[Vec<f64>]) -> Result<Vec<usize>>;
+/// State and one-hot seed to score tensors per method and window.
+pub type ScoreTensors<'a, S> = &'a dyn Fn(&S, &Tensor) -> Result<Vec<Vec<Tensor>>>;
 
 /// The two steps of a batch, as closures over the explainer.
 pub struct Steps<'a, S> {
@@ -39,9 +90,9 @@ pub struct Steps<'a, S> {
     /// The logits [B, C] in a state.
     pub logits: &'a dyn Fn(&S) -> &Tensor,
     /// Host logits per window to the target class per window.
-    pub choose: &'a dyn Fn(&[Vec<f64>]) -> Result<Vec<usize>>,
+    pub choose: ChooseTargets<'a>,
     /// State and one-hot seed [B, C] to score tensors (f64, one per method and window).
-    pub second: &'a dyn Fn(&S, &Tensor) -> Result<Vec<Vec<Tensor>>>,
+    pub second: ScoreTensors<'a, S>,
 }
 
 /// Host results of a batch.
@@ -132,8 +183,8 @@ mod imp {
     use candle_core::{Device, Tensor};
 
     use super::{
-        Computed, DEVICE_WORK, GraphStats, Steps, agree, eager, logits_and_seed, read_scores,
-        shared_device_work,
+        Computed, GraphStats, Steps, agree, eager, exclusive_device_work, logits_and_seed,
+        read_scores, shared_device_work,
     };
     use crate::error::{Error, Result};
 
@@ -187,17 +238,21 @@ mod imp {
         let graph = stream.end_capture(
             sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH,
         );
-        let value = value?;
-        match graph {
-            Ok(Some(graph)) => Ok((Graph(graph), value)),
-            Ok(None) => Err(Error::Device("CUDA graph capture recorded nothing".into())),
-            Err(e) => {
+        let outcome = match (value, graph) {
+            (Ok(value), Ok(Some(graph))) => return Ok((Graph(graph), value)),
+            (Err(e), _) => Err(e),
+            (Ok(_), Ok(None)) => Err(Error::Device("CUDA graph capture recorded nothing".into())),
+            (Ok(value), Err(e)) => {
                 // The value's buffers belong to a graph that never ran: keep them from being
                 // freed (a free of such an address is an error of its own).
                 std::mem::forget(value);
                 Err(driver("capture", e))
             }
-        }
+        };
+        // Frees inside a failed capture fail too; cudarc keeps such errors of destructors and
+        // returns them from the next call, which would fail the eager run that follows.
+        let _ = stream.context().check_err();
+        outcome
     }
 
     impl<S: Send, K: std::hash::Hash + Eq + Clone> CudaGraphs<S, K> {
@@ -257,7 +312,7 @@ mod imp {
                 eager(ids, mask, steps)?
             };
             let recorded = {
-                let _exclusive = DEVICE_WORK.write().unwrap_or_else(|e| e.into_inner());
+                let _exclusive = exclusive_device_work();
                 self.record(ids, mask, &seed, steps, now, &computed)
             };
             match recorded {
@@ -378,6 +433,30 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_work_is_reentrant_per_thread_and_exclusive_across_threads() {
+        let exclusive = exclusive_device_work();
+        // The recording thread runs the engine, which takes shared access: it must pass.
+        let nested = shared_device_work();
+        drop(nested);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let other = std::thread::spawn(move || {
+            let _shared = shared_device_work();
+            sender.send(()).unwrap();
+        });
+        let waited = receiver.recv_timeout(std::time::Duration::from_millis(200));
+        assert!(
+            waited.is_err(),
+            "another thread got in during exclusive access"
+        );
+        drop(exclusive);
+        receiver
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("shared access after the exclusive holder left");
+        other.join().unwrap();
+        HELD_HERE.with(|held| assert_eq!(held.get(), 0));
+    }
 
     fn computed(logits: Vec<f64>, scores: Vec<f64>) -> Computed {
         Computed {

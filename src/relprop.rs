@@ -252,6 +252,7 @@ pub fn propagate_seeded(
     seed: &Tensor,
     depth: Depth,
 ) -> Result<Relevance> {
+    let _device = crate::graphs::shared_device_work();
     let batch = pass.logits.dim(0)?;
     let (_, len, hidden) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;
