@@ -297,10 +297,24 @@ mod imp {
             let now = inner.clock;
             if let Some(entry) = inner.entries.get_mut(&key) {
                 entry.last_used = now;
-                let _shared = shared_device_work();
-                let computed = replay(entry, ids, mask, steps)?;
-                inner.stats.replayed += 1;
-                return Ok(computed);
+                let replayed = {
+                    let _shared = shared_device_work();
+                    replay(entry, ids, mask, steps)
+                };
+                match replayed {
+                    Ok(computed) => {
+                        inner.stats.replayed += 1;
+                        return Ok(computed);
+                    }
+                    Err(e) => {
+                        // A graph that recorded and replayed fine once should not fail; if it
+                        // does, drop it and answer eagerly rather than fail the explanation.
+                        inner.entries.remove(&key);
+                        let _ = self.device.cuda_stream().context().check_err();
+                        note_failure(inner, key.clone(), &e);
+                        return super::run_eager(ids, mask, steps);
+                    }
+                }
             }
             if inner.failed.contains(&key) {
                 return super::run_eager(ids, mask, steps);
@@ -329,12 +343,7 @@ mod imp {
                     inner.entries.insert(key, entry);
                     inner.stats.captured += 1;
                 }
-                Err(e) => {
-                    inner.failed.insert(key);
-                    inner.stats.failed += 1;
-                    inner.stats.last_error =
-                        Some(e.to_string().lines().next().unwrap_or_default().to_owned());
-                }
+                Err(e) => note_failure(inner, key, &e),
             }
             Ok(computed)
         }
@@ -376,6 +385,19 @@ mod imp {
             }
             Ok(entry)
         }
+    }
+
+    fn note_failure<S, K: std::hash::Hash + Eq>(inner: &mut Inner<S, K>, key: K, error: &Error) {
+        inner.failed.insert(key);
+        inner.stats.failed += 1;
+        inner.stats.last_error = Some(
+            error
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
 
     fn replay<S>(

@@ -115,6 +115,9 @@ fn check_model(model: &str, dir: &std::path::Path, precision: Precision) {
 fn check_diagnostics(model: &str, dir: &std::path::Path, precision: Precision, tol: f64) {
     let golden = golden(model);
     let explainer = explainer(dir, precision);
+    // This drives the model directly, beside tests whose explainers record CUDA graphs on a GPU:
+    // hold the device like the engine's own batches do, uploads and reads included.
+    let _device = tokenlens::graphs::shared_device_work();
     for case in golden["cases"].as_array().unwrap() {
         let ids: Vec<u32> = case["input_ids"]
             .as_array()
