@@ -309,7 +309,11 @@ mod imp {
                     Err(e) => {
                         // A graph that recorded and replayed fine once should not fail; if it
                         // does, drop it and answer eagerly rather than fail the explanation.
-                        inner.entries.remove(&key);
+                        {
+                            // Freeing device memory is device work too (see DEVICE_WORK).
+                            let _shared = shared_device_work();
+                            inner.entries.remove(&key);
+                        }
                         let _ = self.device.cuda_stream().context().check_err();
                         note_failure(inner, key.clone(), &e);
                         return super::run_eager(ids, mask, steps);
@@ -331,6 +335,7 @@ mod imp {
             };
             match recorded {
                 Ok(entry) => {
+                    let _shared = shared_device_work();
                     if inner.entries.len() >= GRAPHS_KEPT
                         && let Some(oldest) = inner
                             .entries
@@ -384,6 +389,14 @@ mod imp {
                 ));
             }
             Ok(entry)
+        }
+    }
+
+    impl<S, K> Drop for CudaGraphs<S, K> {
+        fn drop(&mut self) {
+            let _shared = shared_device_work();
+            let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+            inner.entries.clear();
         }
     }
 
