@@ -26,6 +26,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
+    // A new device creates cuBLAS and cuRAND state, which synchronises with the GPU: never while
+    // another thread records a CUDA graph (see graphs::shared_device_work).
+    let _device = crate::graphs::shared_device_work();
     let device = Device::new_cuda(ordinal).map_err(|e| {
         // candle appends a backtrace to driver errors: the first line is the message.
         let reason = e.to_string();

@@ -1,6 +1,7 @@
 //! The one API every front-end uses: text in, prediction and per-token / per-word relevance out.
 
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{Device, Tensor};
@@ -105,13 +106,30 @@ type CacheKey = (String, Target, Vec<Method>);
 type GraphKey = (Vec<usize>, Vec<usize>, Vec<Method>);
 
 pub struct Explainer {
-    model: BertClassifier,
+    /// Dropped in `Drop` while holding the device (see there).
+    model: ManuallyDrop<BertClassifier>,
     encoder: TextEncoder,
     pub model_name: String,
-    options: ExplainerOptions,
+    /// Dropped in `Drop` while holding the device (it holds a handle of it).
+    options: ManuallyDrop<ExplainerOptions>,
     cache: Mutex<HashMap<CacheKey, Arc<Explanation>>>,
     /// Recorded CUDA graphs for one-window batches; `None` on the CPU.
     graphs: Option<CudaGraphs<Route, GraphKey>>,
+}
+
+impl Drop for Explainer {
+    /// The last handle of a CUDA device tears down its cuBLAS and cuRAND state, which can
+    /// invalidate a graph another explainer is recording: drop the model, the options (they hold
+    /// the device) and the graphs while holding the device like any other device work.
+    fn drop(&mut self) {
+        let _device = graphs::shared_device_work();
+        self.graphs.take();
+        // SAFETY: dropped once, here, and never used again.
+        unsafe {
+            ManuallyDrop::drop(&mut self.model);
+            ManuallyDrop::drop(&mut self.options);
+        }
+    }
 }
 
 /// Per document of a batch: logits (mean over its windows), predicted and target class.
@@ -135,6 +153,8 @@ impl Explainer {
     }
 
     pub fn from_files(files: &ModelFiles, options: ExplainerOptions) -> Result<Self> {
+        // Uploading weights is device work (see graphs::shared_device_work).
+        let _device = graphs::shared_device_work();
         let config = BertConfig::from_file(&files.config)?;
         let dtype = options.precision.dtype();
         let store = WeightStore::load(&files.weights, dtype, &options.device)?;
@@ -144,11 +164,11 @@ impl Explainer {
             TokenizerFile::Vocab { path, lowercase } => TextEncoder::from_vocab(path, *lowercase)?,
         };
         Ok(Explainer {
-            model,
             encoder,
             model_name: files.name.clone(),
             graphs: CudaGraphs::new(&options.device),
-            options,
+            model: ManuallyDrop::new(model),
+            options: ManuallyDrop::new(options),
             cache: Mutex::new(HashMap::new()),
         })
     }

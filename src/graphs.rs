@@ -70,6 +70,12 @@ pub fn shared_device_work() -> DeviceWork {
     })
 }
 
+/// Whether this thread holds [`DEVICE_WORK`] already (then it cannot take it exclusively).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn holds_device_work() -> bool {
+    HELD_HERE.with(|held| held.get() > 0)
+}
+
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 fn exclusive_device_work() -> DeviceWork {
     hold(|| DeviceWork {
@@ -183,8 +189,8 @@ mod imp {
     use candle_core::{Device, Tensor};
 
     use super::{
-        Computed, GraphStats, Steps, agree, eager, exclusive_device_work, logits_and_seed,
-        read_scores, shared_device_work,
+        Computed, GraphStats, Steps, agree, eager, exclusive_device_work, holds_device_work,
+        logits_and_seed, read_scores, shared_device_work,
     };
     use crate::error::{Error, Result};
 
@@ -320,7 +326,8 @@ mod imp {
                     }
                 }
             }
-            if inner.failed.contains(&key) {
+            // A caller that holds the device itself would not get it exclusively for recording.
+            if inner.failed.contains(&key) || holds_device_work() {
                 return super::run_eager(ids, mask, steps);
             }
             // The eager run fills candle's parameter cache that the capture needs.
