@@ -257,13 +257,8 @@ impl PatchedRun {
         &self.pass.logits
     }
 
-    /// Relevance per token position [B, N] (f64) for `targets[b]` of every sequence: R = e ⊙ ∂y/∂e
-    /// summed over the hidden units.
-    pub fn relevance(&self, targets: &[usize]) -> Result<Tensor> {
-        self.relevance_seeded(&crate::bert::one_hot_like(&self.pass.logits, targets)?)
-    }
-
-    /// [`PatchedRun::relevance`] for a one-hot seed [B, C] already on the device.
+    /// Relevance per token position [B, N] (f64) for the one-hot target classes `seed` [B, C]
+    /// (on the device): R = e ⊙ ∂y/∂e summed over the hidden units.
     pub fn relevance_seeded(&self, seed: &Tensor) -> Result<Tensor> {
         let _device = crate::graphs::shared_device_work();
         let grads = seeded_objective(&self.pass.logits, seed)?.backward()?;

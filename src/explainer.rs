@@ -641,8 +641,8 @@ enum Route {
 }
 
 impl Route {
-    fn logits(route: &Route) -> &Tensor {
-        match route {
+    fn logits(&self) -> &Tensor {
+        match self {
             Route::Instrumented(pass) => &pass.logits,
             Route::PatchedOnly { first, .. } => first.logits(),
         }

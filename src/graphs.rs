@@ -24,8 +24,9 @@ use candle_core::{DType, Tensor};
 use crate::bert::one_hot_like;
 use crate::error::Result;
 
-/// Held shared by device work of the engine (forward passes, gradients, relevance, explainer
-/// batches) and exclusively while a graph is recorded: another thread's CUDA calls during a
+/// Held shared by device work of the engine (device creation, weight loading, forward and
+/// backward passes, relevance, explainer batches and drops) and exclusively while a graph is
+/// recorded: another thread's CUDA calls during a
 /// capture can invalidate it (seen on an H100 when a test ran the model directly beside an
 /// explainer that was recording). Re-entrant per thread: a thread that holds it, shared or
 /// exclusive, passes through.
