@@ -9,7 +9,7 @@ pub mod exit_code {
     pub const OK: i32 = 0;
     /// Some records failed (the others were written).
     pub const SOME_FAILED: i32 = 1;
-    /// Bad command line or option value.
+    /// Bad command line or option value, an unusable input file or an unwritable output.
     pub const USAGE: i32 = 2;
     /// The model or its tokenizer could not be loaded.
     pub const MODEL_LOAD: i32 = 3;
@@ -27,6 +27,15 @@ pub enum Error {
     },
     #[error("could not read {path}: {source}")]
     Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data or text file given on the command line that cannot be used as input.
+    #[error("{path} {message}")]
+    Input { path: PathBuf, message: String },
+    #[error("could not write {path}: {source}; check that its directory exists and is writable")]
+    Output {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -83,9 +92,11 @@ impl Error {
     /// The exit code a front-end should end with when this error stops the whole command.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::UnknownLabel { .. } | Error::UnknownMethod { .. } | Error::Usage(_) => {
-                exit_code::USAGE
-            }
+            Error::UnknownLabel { .. }
+            | Error::UnknownMethod { .. }
+            | Error::Usage(_)
+            | Error::Input { .. }
+            | Error::Output { .. } => exit_code::USAGE,
             Error::Tokenize(_) | Error::Candle(_) => exit_code::SOME_FAILED,
             _ => exit_code::MODEL_LOAD,
         }

@@ -8,6 +8,7 @@ pub mod backward;
 pub mod bert;
 pub mod cli;
 pub mod config;
+pub mod dataset;
 pub mod default_model;
 pub mod device;
 pub mod error;

@@ -22,6 +22,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::bert::{BertClassifier, TrainingDropout};
 use crate::config::BertConfig;
+use crate::dataset::{self, Columns, LabelColumn};
 use crate::error::{Error, Result};
 use crate::model_dir::{ModelFiles, TokenizerFile};
 use crate::text::TextEncoder;
@@ -84,13 +85,6 @@ pub struct Row {
     pub line: usize,
 }
 
-/// Which fields of a data file hold the text and the label.
-#[derive(Debug, Clone, Copy)]
-pub struct Columns<'a> {
-    pub text: &'a str,
-    pub label: &'a str,
-}
-
 fn io_error(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.to_owned(),
@@ -98,136 +92,28 @@ fn io_error(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-fn is_jsonl(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|ext| ext == "jsonl" || ext == "ndjson" || ext == "json")
+fn write_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Output {
+        path: path.to_owned(),
+        source,
+    }
 }
 
-/// Reads a data file: JSONL (`.jsonl`, `.ndjson`, `.json`: one object per line) or else TSV with a
-/// header line naming the columns.
-pub fn read_rows(path: &Path, columns: Columns) -> Result<Vec<Row>> {
-    if !path.is_file() {
-        return Err(Error::Usage(format!(
-            "data file {} does not exist; give a TSV file with a header line or a JSONL file",
-            path.display()
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
-    let rows = if is_jsonl(path) {
-        jsonl_rows(&text, path, columns)?
-    } else {
-        tsv_rows(&text, path, columns)?
+/// Reads a training or dev file (TSV with a header line, or JSONL; see [`crate::dataset`]);
+/// every row must have a label.
+pub fn read_rows(path: &Path, text_column: &str, label_column: &str) -> Result<Vec<Row>> {
+    let columns = Columns {
+        text: Some(text_column),
+        label: LabelColumn::Required(label_column),
     };
-    if rows.is_empty() {
-        return Err(Error::Usage(format!(
-            "data file {} has no examples",
-            path.display()
-        )));
-    }
-    Ok(rows)
-}
-
-fn tsv_rows(text: &str, path: &Path, columns: Columns) -> Result<Vec<Row>> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, header)) = lines.next() else {
-        return Ok(Vec::new());
-    };
-    let names: Vec<&str> = header.split('\t').map(str::trim).collect();
-    let position = |column: &str, flag: &str| {
-        names.iter().position(|n| *n == column).ok_or_else(|| {
-            Error::Usage(format!(
-                "{} has no column {column:?} (its header has {}); choose one with {flag}",
-                path.display(),
-                names
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+    Ok(dataset::read(path, columns)?
+        .into_iter()
+        .map(|record| Row {
+            text: record.text,
+            label: record.label.unwrap_or_default(),
+            line: record.line,
         })
-    };
-    let text_at = position(columns.text, "--text-column")?;
-    let label_at = position(columns.label, "--label-column")?;
-    let mut rows = Vec::new();
-    for (index, line) in lines {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let field = |at: usize| {
-            fields.get(at).map(|f| f.trim().to_owned()).ok_or_else(|| {
-                Error::Usage(format!(
-                    "{} line {}: {} fields, but the header has {} (text must not contain tabs)",
-                    path.display(),
-                    index + 1,
-                    fields.len(),
-                    names.len()
-                ))
-            })
-        };
-        rows.push(Row {
-            text: field(text_at)?,
-            label: field(label_at)?,
-            line: index + 1,
-        });
-    }
-    Ok(rows)
-}
-
-fn jsonl_rows(text: &str, path: &Path, columns: Columns) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = || format!("{} line {}", path.display(), index + 1);
-        let value: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| Error::Usage(format!("{}: not a JSON object: {e}", at())))?;
-        let object = value
-            .as_object()
-            .ok_or_else(|| Error::Usage(format!("{}: not a JSON object", at())))?;
-        let field = |column: &str, flag: &str| {
-            object.get(column).ok_or_else(|| {
-                Error::Usage(format!(
-                    "{}: no field {column:?} (fields: {}); choose one with {flag}",
-                    at(),
-                    object
-                        .keys()
-                        .map(|k| format!("{k:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })
-        };
-        let text = match field(columns.text, "--text-column")? {
-            serde_json::Value::String(s) => s.clone(),
-            other => {
-                return Err(Error::Usage(format!(
-                    "{}: field {:?} must be a string, found {other}",
-                    at(),
-                    columns.text
-                )));
-            }
-        };
-        let label = match field(columns.label, "--label-column")? {
-            serde_json::Value::String(s) => s.trim().to_owned(),
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(Error::Usage(format!(
-                    "{}: label field {:?} must be a string or a number, found {other}",
-                    at(),
-                    columns.label
-                )));
-            }
-        };
-        rows.push(Row {
-            text,
-            label,
-            line: index + 1,
-        });
-    }
-    Ok(rows)
+        .collect())
 }
 
 /// The label names of a run: `given` (from `--labels`) or else the distinct label values of the
@@ -268,7 +154,16 @@ pub fn label_names(given: Option<&[String]>, train_rows: &[Row]) -> Result<Vec<S
 pub fn examples(rows: Vec<Row>, labels: &[String], path: &Path) -> Result<Vec<Example>> {
     rows.into_iter()
         .map(|row| {
-            let by_name = labels.iter().position(|l| *l == row.label);
+            let by_name = labels.iter().position(|l| *l == row.label).or_else(|| {
+                let mut same_but_case = labels
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.eq_ignore_ascii_case(&row.label));
+                match (same_but_case.next(), same_but_case.next()) {
+                    (Some((i, _)), None) => Some(i),
+                    _ => None,
+                }
+            });
             let by_index = || {
                 row.label
                     .parse::<usize>()
@@ -683,7 +578,7 @@ fn save(
     dtype: DType,
     tokenizer: &TokenizerFile,
 ) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| io_error(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| write_error(out, e))?;
     let mut tensors = BTreeMap::new();
     for p in params {
         let name = if p.name.starts_with("classifier.") {
@@ -697,23 +592,25 @@ fn save(
     // Written beside and renamed, so an interrupted save never leaves a truncated model.
     let weights = out.join("model.safetensors");
     let partial = out.join("model.safetensors.partial");
-    safetensors::tensor::serialize_to_file(tensors, Some(metadata), &partial).map_err(|e| {
-        Error::BadWeights {
+    // Serialised in memory and written with std::fs::write, so the file gets the same
+    // permissions (umask) as the config beside it.
+    let bytes =
+        safetensors::tensor::serialize(tensors, Some(metadata)).map_err(|e| Error::BadWeights {
             path: partial.clone(),
             message: e.to_string(),
-        }
-    })?;
-    std::fs::rename(&partial, &weights).map_err(|e| io_error(&weights, e))?;
+        })?;
+    std::fs::write(&partial, bytes).map_err(|e| write_error(&partial, e))?;
+    std::fs::rename(&partial, &weights).map_err(|e| write_error(&weights, e))?;
     let config_text = serde_json::to_string_pretty(config).map_err(|e| Error::BadConfig {
         path: out.join("config.json"),
         message: e.to_string(),
     })?;
     let config_path = out.join("config.json");
-    std::fs::write(&config_path, config_text + "\n").map_err(|e| io_error(&config_path, e))?;
+    std::fs::write(&config_path, config_text + "\n").map_err(|e| write_error(&config_path, e))?;
     let copy = |from: &Path, name: &str| -> Result<()> {
         let to = out.join(name);
         if from != to {
-            std::fs::copy(from, &to).map_err(|e| io_error(from, e))?;
+            std::fs::copy(from, &to).map_err(|e| write_error(&to, e))?;
         }
         Ok(())
     };
@@ -723,7 +620,8 @@ fn save(
             copy(path, "vocab.txt")?;
             let tokenizer_config = serde_json::json!({ "do_lower_case": lowercase });
             let path = out.join("tokenizer_config.json");
-            std::fs::write(&path, tokenizer_config.to_string()).map_err(|e| io_error(&path, e))?;
+            std::fs::write(&path, tokenizer_config.to_string())
+                .map_err(|e| write_error(&path, e))?;
         }
     }
     Ok(())
@@ -1005,21 +903,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.tsv");
         std::fs::write(&path, "label\tsentence\n1\tgood\n").unwrap();
-        let columns = Columns {
-            text: "text",
-            label: "label",
-        };
-        let message = read_rows(&path, columns).unwrap_err().to_string();
+        let message = read_rows(&path, "text", "label").unwrap_err().to_string();
         assert!(
             message.contains("\"sentence\"") && message.contains("--text-column"),
             "{message}"
         );
         let missing = dir.path().join("nope.tsv");
         assert!(
-            read_rows(&missing, columns)
+            read_rows(&missing, "text", "label")
                 .unwrap_err()
                 .to_string()
                 .contains("does not exist")
         );
+    }
+
+    #[test]
+    fn labels_match_names_in_any_case_unless_ambiguous() {
+        let row = |label: &str| Row {
+            text: "x".into(),
+            label: label.into(),
+            line: 2,
+        };
+        let labels = ["negative".to_owned(), "positive".to_owned()];
+        let resolved = examples(
+            vec![row("Positive"), row("NEGATIVE")],
+            &labels,
+            Path::new("d"),
+        );
+        let classes: Vec<usize> = resolved.unwrap().iter().map(|e| e.label).collect();
+        assert_eq!(classes, [1, 0]);
+        let ambiguous = ["yes".to_owned(), "YES".to_owned()];
+        assert!(examples(vec![row("Yes")], &ambiguous, Path::new("d")).is_err());
     }
 }

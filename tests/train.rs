@@ -12,7 +12,7 @@ use tokenlens::bert::BertClassifier;
 use tokenlens::config::BertConfig;
 use tokenlens::model_dir::ModelFiles;
 use tokenlens::text::TextEncoder;
-use tokenlens::train::{self, Columns, TrainOptions};
+use tokenlens::train::{self, TrainOptions};
 use tokenlens::weights::WeightStore;
 
 /// The first `rows` data lines of a fixtures/data file, header included.
@@ -39,11 +39,6 @@ fn as_jsonl(tsv: &str) -> String {
         .collect()
 }
 
-const TEXT_AND_LABEL: Columns = Columns {
-    text: "text",
-    label: "label",
-};
-
 #[test]
 fn short_run_lowers_the_loss_and_the_saved_model_reloads_with_identical_logits() {
     let tmp = tempfile::tempdir().unwrap();
@@ -54,13 +49,13 @@ fn short_run_lowers_the_loss_and_the_saved_model_reloads_with_identical_logits()
 
     let labels = vec!["negative".to_owned(), "positive".to_owned()];
     let train_examples = train::examples(
-        train::read_rows(&train_path, TEXT_AND_LABEL).unwrap(),
+        train::read_rows(&train_path, "text", "label").unwrap(),
         &labels,
         &train_path,
     )
     .unwrap();
     let dev_examples = train::examples(
-        train::read_rows(&dev_path, TEXT_AND_LABEL).unwrap(),
+        train::read_rows(&dev_path, "text", "label").unwrap(),
         &labels,
         &dev_path,
     )

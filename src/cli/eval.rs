@@ -2,20 +2,23 @@
 //! file (engine: `crate::eval`), as a table, JSON or CSV, and the curves as an SVG plot.
 
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
 
 use super::ModelArgs;
+use crate::dataset::{self, Columns, LabelColumn};
 use crate::error::{Error, Result};
 use crate::eval::{self, Estimate, EvalOptions, EvalReport, Scorer};
 
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]
 pub struct EvalArgs {
-    /// Tab-separated file with a header line: a text column and, optionally, a label column.
-    #[arg(long, value_name = "FILE.tsv")]
+    /// Labelled texts: TSV with a header line (a text column and, optionally, a label column) or
+    /// JSONL (.jsonl/.ndjson/.json, or lines starting with `{`: one object per line).
+    #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
 
     #[command(flatten)]
@@ -36,9 +39,11 @@ pub struct EvalArgs {
     #[arg(long, value_name = "NAME|N")]
     pub text_column: Option<String>,
     /// Column of the label (class name or index) [default: label, when present; "" for none].
+    /// Rows with an empty label count as unlabelled; a label the model does not have is an error.
     #[arg(long, value_name = "NAME|N")]
     pub label_column: Option<String>,
-    /// Output format.
+    /// Output format (csv: one row per method; with `--methods none`, one row of accuracy and
+    /// confidence).
     #[arg(long, short = 'f', value_enum, default_value = "table")]
     pub format: Format,
     /// Also write the perturbation curves as an SVG plot to this file.
@@ -51,10 +56,13 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub ig_steps: u16,
     /// Sequences per forward pass.
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    #[arg(long, default_value_t = 32, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub batch_size: usize,
-    /// Bootstrap resamples for the 95% confidence intervals.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    /// Bootstrap resamples for the 95% confidence intervals (at least 100: fewer give intervals
+    /// that are mostly noise).
+    #[arg(long, default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(100..).map(|n| n as usize))]
     pub bootstrap: usize,
 }
 
@@ -80,19 +88,43 @@ pub fn run(args: EvalArgs) -> Result<i32> {
         }
         scorers
     };
-    let examples = eval::data::read_tsv(
-        &args.data,
-        args.text_column.as_deref(),
-        args.label_column.as_deref(),
-    )?;
+    for path in [&args.json, &args.plot].into_iter().flatten() {
+        check_writable(path)?;
+    }
+    let columns = Columns {
+        text: args.text_column.as_deref(),
+        label: LabelColumn::Optional(args.label_column.as_deref()),
+    };
+    let examples = dataset::read(&args.data, columns)?;
     let examples = eval::sample(examples, args.limit, args.seed);
     if examples.is_empty() {
-        return Err(Error::Usage(format!(
-            "{} has no examples to evaluate",
-            args.data.display()
-        )));
+        return Err(Error::Usage(
+            "--limit 0 leaves no examples to evaluate; give at least 1".into(),
+        ));
     }
     let explainer = args.model.load(args.batch_size)?;
+    for example in &examples {
+        if let Some(label) = &example.label
+            && explainer.parse_target(label).is_err()
+        {
+            return Err(Error::Input {
+                path: args.data.clone(),
+                message: format!(
+                    "line {}: label {label:?} is not one of the model's labels {} (by name or \
+                     class index); fix the row, or choose the label column with --label-column \
+                     (\"\" for none)",
+                    example.line,
+                    explainer
+                        .labels()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| format!("{l} ({i})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
     let options = EvalOptions {
         scorers,
         seed: args.seed,
@@ -127,10 +159,11 @@ pub fn run(args: EvalArgs) -> Result<i32> {
     let rendered = match args.format {
         Format::Table => table(&report, &data_name),
         Format::Json => json()?,
+        Format::Csv if report.scorers.is_empty() => accuracy_csv(&report),
         Format::Csv => csv(&report),
     };
     if let Some(path) = &args.json {
-        std::fs::write(path, json()?).map_err(|source| Error::Io {
+        std::fs::write(path, json()?).map_err(|source| Error::Output {
             path: path.clone(),
             source,
         })?;
@@ -141,7 +174,7 @@ pub fn run(args: EvalArgs) -> Result<i32> {
             report.model, data_name, report.examples
         );
         std::fs::write(path, eval::plot::curves_svg(&report, &title)).map_err(|source| {
-            Error::Io {
+            Error::Output {
                 path: path.clone(),
                 source,
             }
@@ -154,6 +187,35 @@ pub fn run(args: EvalArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Fails before the evaluation, not after it, when `path` cannot be written.
+fn check_writable(path: &Path) -> Result<()> {
+    let problem = if path.is_dir() {
+        Some("is a directory; give a file name".to_owned())
+    } else {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        (!parent.is_dir()).then(|| {
+            format!(
+                "cannot be written: its directory {} does not exist; create it first",
+                parent.display()
+            )
+        })
+    };
+    match problem {
+        Some(message) => Err(Error::Input {
+            path: path.to_owned(),
+            message,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
 fn with_interval(e: &Estimate) -> String {
     format!("{:.3} [{:.3}, {:.3}]", e.mean, e.low, e.high)
 }
@@ -162,8 +224,10 @@ fn with_interval(e: &Estimate) -> String {
 pub fn table(report: &EvalReport, data: &str) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "model: {}\ndata: {data} ({} examples, {} labelled)\n",
-        report.model, report.examples, report.labelled
+        "model: {}\ndata: {data} ({}, {} labelled)\n",
+        report.model,
+        plural(report.examples, "example", "examples"),
+        report.labelled
     ));
     if let Some(accuracy) = &report.accuracy {
         out.push_str(&format!("accuracy: {}\n", with_interval(accuracy)));
@@ -230,7 +294,22 @@ pub fn table(report: &EvalReport, data: &str) -> String {
     out
 }
 
-/// One row per method; every estimate as mean, low and high columns.
+/// The model-level numbers as one CSV row (the `--methods none` run).
+pub fn accuracy_csv(report: &EvalReport) -> String {
+    let (accuracy, low, high) = report
+        .accuracy
+        .as_ref()
+        .map(|a| (a.mean.to_string(), a.low.to_string(), a.high.to_string()))
+        .unwrap_or_default();
+    let c = &report.mean_confidence;
+    format!(
+        "examples,labelled,accuracy,accuracy_low,accuracy_high,mean_confidence,mean_confidence_low,mean_confidence_high\n\
+         {},{},{accuracy},{low},{high},{},{},{}\n",
+        report.examples, report.labelled, c.mean, c.low, c.high
+    )
+}
+
+/// One row per method, best first; every estimate as mean, low and high columns.
 pub fn csv(report: &EvalReport) -> String {
     let metrics = [
         "comprehensiveness",

@@ -19,7 +19,8 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    everything was scored
   1    some records failed (their error records were written, the rest was scored)
-  2    usage error (bad flag, unknown method or label)
+  2    usage error (bad flag, unknown method or label, unusable input file,
+       unwritable output)
   3    the model or its tokenizer failed to load
   130  interrupted (Ctrl-C)";
 

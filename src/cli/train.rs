@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::{Error, Result};
 use crate::model_dir::ModelFiles;
-use crate::train::{self, Columns, TrainEvent, TrainOptions};
+use crate::train::{self, TrainEvent, TrainOptions};
 
 #[derive(Args, Debug)]
 #[command(
@@ -87,6 +87,10 @@ pub enum SaveDtype {
     F32,
 }
 
+fn plural(count: usize, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
+}
+
 fn progress_bar(quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -115,21 +119,29 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             args.out.display()
         )));
     }
-    let columns = Columns {
-        text: &args.text_column,
-        label: &args.label_column,
-    };
-    let train_rows = train::read_rows(&args.train, columns)?;
+    if args.out.exists() && !args.out.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {} is a file; give a directory (it is created if missing)",
+            args.out.display()
+        )));
+    }
+    let (text_column, label_column) = (args.text_column.as_str(), args.label_column.as_str());
+    let train_rows = train::read_rows(&args.train, text_column, label_column)?;
     let labels = train::label_names(args.labels.as_deref(), &train_rows)?;
     let train_examples = train::examples(train_rows, &labels, &args.train)?;
     let dev_examples = match &args.dev {
         Some(path) => Some(train::examples(
-            train::read_rows(path, columns)?,
+            train::read_rows(path, text_column, label_column)?,
             &labels,
             path,
         )?),
         None => None,
     };
+    // Made now, so that an unusable --out fails before the training, not after it.
+    std::fs::create_dir_all(&args.out).map_err(|source| Error::Output {
+        path: args.out.clone(),
+        source,
+    })?;
     let options = TrainOptions {
         epochs: args.epochs,
         learning_rate: args.lr,
@@ -167,11 +179,13 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         } => {
             all_steps = *total_steps;
             say(format!(
-                "training {} ({:.1}M parameters) on {train_examples} examples, {dev_examples} dev, \
-                 labels {}: {epochs} epochs, {total_steps} steps",
+                "training {} ({:.1}M parameters) on {}, {dev_examples} dev, labels {}: {}, {}",
                 base.name,
                 *parameters as f64 / 1e6,
-                labels.join(", ")
+                plural(*train_examples, "example"),
+                labels.join(", "),
+                plural(epochs, "epoch"),
+                plural(*total_steps, "step")
             ));
         }
         TrainEvent::Step {

@@ -2,7 +2,6 @@
 //! labelled text, with the perturbed texts of many examples classified in shared batches.
 //! Front-end free: the report is plain data (serde), rendered by `cli/eval.rs`.
 
-pub mod data;
 pub mod integrated_gradients;
 pub mod metrics;
 pub mod plot;
@@ -18,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::explainer::{Explainer, Explanation, Target, argmax};
 use crate::methods::Method;
 
-pub use data::Example;
+/// A labelled (or unlabelled) text to evaluate, as read by [`crate::dataset::read`].
+pub use crate::dataset::Record as Example;
 pub use metrics::{Estimate, Faithfulness};
 
 /// What is evaluated: a relevance method of the explainer or one of the references.
@@ -187,9 +187,8 @@ pub fn evaluate(
         let base = explainer.explain_batch(&texts, &[], Target::Predicted)?;
         for (example, explained) in chunk.iter().zip(&base) {
             confidence.push(target_probability(explained));
-            if let Some(label) = &example.label
-                && let Ok(class) = explainer.parse_target(label)
-            {
+            if let Some(label) = &example.label {
+                let class = explainer.parse_target(label)?;
                 correct.push(if class == explained.predicted {
                     1.0
                 } else {
@@ -289,7 +288,19 @@ pub fn evaluate(
                 seconds_per_example: r.seconds / examples.len().max(1) as f64,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // Best first by the area between the curves, the one number that ranks methods (docs/eval.md);
+    // methods that scored nothing (NaN) last.
+    let mut scorers = scorers;
+    let rank = |s: &ScorerReport| {
+        let area = s.area_between_curves.mean;
+        if area.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            area
+        }
+    };
+    scorers.sort_by(|a, b| rank(b).total_cmp(&rank(a)));
     Ok(EvalReport {
         model: explainer.model_name.clone(),
         examples: examples.len(),

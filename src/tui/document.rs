@@ -206,7 +206,7 @@ impl Document {
                     .into(),
             ));
         };
-        std::fs::write(&path, &self.text).map_err(|source| Error::Io {
+        std::fs::write(&path, &self.text).map_err(|source| Error::Output {
             path: path.clone(),
             source,
         })?;
