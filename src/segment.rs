@@ -52,15 +52,46 @@ pub fn segments(text: &str, unit: Unit) -> Vec<Segment> {
         Unit::Sentence => paragraph_ranges(text)
             .into_iter()
             .flat_map(|(offset, paragraph)| {
-                paragraph
+                let unwrapped = unwrap_lines(paragraph);
+                unwrapped
                     .split_sentence_bound_indices()
-                    .map(move |(i, s)| (offset + i, s))
+                    .map(|(i, s)| (offset + i, &paragraph[i..i + s.len()]))
+                    .collect::<Vec<_>>()
             })
             .collect(),
     };
     raw.into_iter()
         .filter_map(|(offset, s)| trimmed(offset, s))
         .collect()
+}
+
+/// `paragraph` with each line break that continues a sentence (the next line starts with a
+/// lower-case letter: hard-wrapped prose) replaced by spaces of the same byte length, so that
+/// UAX #29, for which every line break ends a sentence, sees one line. Other line breaks stay
+/// breaks: list items, headings, and one short text per line without final punctuation.
+fn unwrap_lines(paragraph: &str) -> String {
+    let mut out = String::with_capacity(paragraph.len());
+    let mut lines = paragraph.split_inclusive('\n').peekable();
+    while let Some(line) = lines.next() {
+        let continues = lines
+            .peek()
+            .and_then(|next| next.trim_start().chars().next())
+            .is_some_and(char::is_lowercase);
+        match line.strip_suffix('\n') {
+            Some(body) if continues => match body.strip_suffix('\r') {
+                Some(text) => {
+                    out.push_str(text);
+                    out.push_str("  ");
+                }
+                None => {
+                    out.push_str(body);
+                    out.push(' ');
+                }
+            },
+            _ => out.push_str(line),
+        }
+    }
+    out
 }
 
 fn trimmed(offset: usize, s: &str) -> Option<Segment> {
@@ -130,6 +161,23 @@ mod tests {
         assert_eq!(
             texts(doc, Unit::Sentence),
             ["Great film.", "I cried", "Bad ending?", "Yes."]
+        );
+    }
+
+    #[test]
+    fn hard_wrapped_sentences_continue_across_a_line_break() {
+        let doc = "The acting in this film was one of the most\r\nwonderful things I have seen. It\n\
+                   was long.\n- a list item\n- another\nTerrible pacing\nDull dialogue\n";
+        assert_eq!(
+            texts(doc, Unit::Sentence),
+            [
+                "The acting in this film was one of the most\r\nwonderful things I have seen.",
+                "It\nwas long.",
+                "- a list item",
+                "- another",
+                "Terrible pacing",
+                "Dull dialogue"
+            ]
         );
     }
 

@@ -195,6 +195,29 @@ fn is_symbolic(text: &str) -> bool {
     !text.is_empty() && text.chars().all(|c| !c.is_alphanumeric())
 }
 
+/// Whether the text between two pieces holds no whitespace. Characters the tokenizer drops
+/// (combining accents, emoji variation selectors, zero-width and control characters) leave such
+/// gaps inside a word.
+fn joined_by(text: &str, gap_start: usize, gap_end: usize) -> bool {
+    gap_start <= gap_end
+        && text
+            .get(gap_start..gap_end)
+            .is_some_and(|gap| !gap.chars().any(char::is_whitespace))
+}
+
+/// Where a word ending at `end` really ends: after the characters the tokenizer dropped that
+/// follow it up to the next whitespace (so "cliché" written with a combining accent and "❤️"
+/// keep their last code points), never past `limit` (the next piece).
+fn extend_over_dropped(text: &str, end: usize, limit: usize) -> usize {
+    let Some(rest) = text.get(end..limit.max(end)) else {
+        return end;
+    };
+    end + rest
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace())
+        .map_or(rest.len(), |(at, _)| at)
+}
+
 /// Groups pieces into words. Pieces joined without whitespace form one word ("don't",
 /// "well-made", "unbelievable"), except that punctuation runs at the start or the end of such a
 /// group are words of their own ("movie" "." , "(" "great" ")"), so a full stop never takes
@@ -202,7 +225,8 @@ fn is_symbolic(text: &str) -> bool {
 pub fn words(text: &str, pieces: &[Piece]) -> Vec<WordSpan> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, piece) in pieces.iter().enumerate() {
-        let joined = i > 0 && pieces[i - 1].end == piece.start && piece.start < piece.end;
+        let joined =
+            i > 0 && piece.start < piece.end && joined_by(text, pieces[i - 1].end, piece.start);
         match groups.last_mut() {
             Some(group) if joined => group.push(i),
             _ => groups.push(vec![i]),
@@ -230,6 +254,14 @@ pub fn words(text: &str, pieces: &[Piece]) -> Vec<WordSpan> {
             }
             _ => push(&group),
         }
+    }
+    for word in &mut out {
+        let next_piece = word
+            .pieces
+            .last()
+            .and_then(|&p| pieces.get(p + 1))
+            .map_or(text.len(), |p| p.start);
+        word.end = extend_over_dropped(text, word.end, next_piece);
     }
     out
 }
@@ -287,5 +319,40 @@ mod tests {
             .map(|w| &text[w.start..w.end])
             .collect();
         assert_eq!(words, ["don't", "(", "stop", "),", "now", "."]);
+    }
+
+    #[test]
+    fn characters_the_tokenizer_drops_stay_inside_their_word() {
+        // "cliche\u{301}" with a combining accent, a heart with VS16, a zero-width space.
+        let text = "A cliche\u{301} \u{2764}\u{fe0f} zero\u{200b}width cafe\u{301}.";
+        let heart = text.find('\u{2764}').unwrap();
+        let zero = text.find("zero").unwrap();
+        let width = text.find("width").unwrap();
+        let spans = [
+            (0, 1),
+            (2, 8),
+            (heart, heart + 3),
+            (zero, zero + 4),
+            (width, width + 2),
+            (width + 2, width + 5),
+            (width + 6, width + 10),
+            (width + 12, width + 13),
+        ];
+        let pieces: Vec<Piece> = spans.iter().map(|&(a, b)| piece(a, b)).collect();
+        let words: Vec<&str> = words(text, &pieces)
+            .iter()
+            .map(|w| &text[w.start..w.end])
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "A",
+                "cliche\u{301}",
+                "\u{2764}\u{fe0f}",
+                "zero\u{200b}width",
+                "cafe\u{301}",
+                "."
+            ]
+        );
     }
 }

@@ -306,6 +306,46 @@ fn jsonl_input_passes_other_fields_through() {
     assert_eq!(records[2]["line"], 3);
     assert_eq!(records[3]["id"], "a4");
     assert!(records[3]["words"].is_array());
+    // The error record of line 2 keeps its input `text` apart from tokenlens' fields too.
+    assert_eq!(records[1]["input_text"], "no body here");
+}
+
+#[test]
+fn jsonl_passthrough_keeps_every_field_in_order_and_renames_clashes_the_same_way() {
+    let input = concat!(
+        "\u{feff}",
+        r#"{"start": 7, "id": 1, "text": "Wonderful.", "error": "none", "line": 5, "input_line": "mine"}"#,
+        "\n",
+        r#"{"words": 1, "text": "", "tokens": [1]}"#,
+        "\n"
+    );
+    let output = score(&["--jsonl"], input);
+    assert_ok(&output);
+    let records = json_lines(&output);
+    let keys = |r: &Value| -> Vec<String> { r.as_object().unwrap().keys().cloned().collect() };
+    // A byte-order mark does not make the first line invalid JSON.
+    assert!(records[0]["words"].is_array(), "{}", records[0]);
+    assert_eq!(
+        keys(&records[0])[1..6],
+        [
+            "input_start",
+            "id",
+            "input_error",
+            "input_input_line",
+            "input_line"
+        ]
+    );
+    assert_eq!(records[0]["input_start"], 7);
+    assert_eq!(records[0]["input_error"], "none");
+    // `line` would become `input_line`, which the input already has: one more prefix.
+    assert_eq!(records[0]["input_input_line"], 5);
+    assert_eq!(records[0]["input_line"], "mine");
+    assert!(records[0].get("error").is_none() && records[0].get("start").is_none());
+    // An empty record renames the same fields a scored one does.
+    assert_eq!(records[1]["empty"], true);
+    assert_eq!(records[1]["input_words"], 1);
+    assert_eq!(records[1]["input_tokens"], serde_json::json!([1]));
+    assert!(records[1].get("words").is_none() && records[1].get("tokens").is_none());
 }
 
 #[test]

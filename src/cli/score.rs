@@ -313,6 +313,10 @@ fn read_lines(input: Input, mode: &InputMode, items: &SyncSender<Item>) -> bool 
                 if bytes.last() == Some(&b'\r') {
                     bytes.pop();
                 }
+                // A byte-order mark (Notepad, Excel) is not part of the first text.
+                if index == 0 && bytes.starts_with(b"\xEF\xBB\xBF") {
+                    bytes.drain(..3);
+                }
                 match mode {
                     InputMode::JsonLines { text_field } => {
                         json_line_item(origin, &bytes, text_field)
@@ -363,7 +367,8 @@ fn json_line_item(mut origin: Origin, bytes: &[u8], text_field: &str) -> Item {
             );
         }
     };
-    let text = object.remove(text_field);
+    // shift_remove keeps the other fields in input order for the passthrough.
+    let text = object.shift_remove(text_field);
     let fields: Vec<String> = object.keys().cloned().collect();
     origin.fields = object;
     match text {
@@ -524,6 +529,13 @@ impl Scorer<'_> {
             .iter()
             .enumerate()
             .map(|(i, e)| {
+                // Only characters the tokenizer drops (zero-width, control, a lone accent): the
+                // model would see [CLS] [SEP] alone, and its "prediction" would mean nothing.
+                if e.words.is_empty() {
+                    return Outcome::Empty {
+                        text: e.text.clone(),
+                    };
+                }
                 let b = against.as_ref().map(|list| &list[i]);
                 Outcome::Scored(Box::new(self.scored_text(e, b)))
             })

@@ -9,6 +9,7 @@ use super::scored::{
     Display, Outcome, Record, RecordWriter, ScoredText, explained_name, location,
     probability_summary,
 };
+use super::visible_controls;
 
 /// How colours are written to the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,14 +131,15 @@ impl AnsiWriter {
         };
         header.push_str(&format!("{dim}{place}{reset}"));
         if let Some((first, p)) = probabilities.next() {
-            header.push_str(&format!(" · {bold}{}{reset} {p:.2}", text.labels[first]));
+            let label = visible_controls(&text.labels[first]);
+            header.push_str(&format!(" · {bold}{label}{reset} {p:.2}"));
         }
         for (i, p) in probabilities {
-            header.push_str(&format!(" · {} {p:.2}", text.labels[i]));
+            header.push_str(&format!(" · {} {p:.2}", visible_controls(&text.labels[i])));
         }
         header.push_str(&format!(
             " {dim}· explaining {}{reset}",
-            explained_name(text)
+            visible_controls(&explained_name(text))
         ));
         if text.windows > 1 {
             header.push_str(&format!(" {dim}· {} windows{reset}", text.windows));
@@ -152,8 +154,8 @@ impl AnsiWriter {
             if word.start < cursor || word.end > text.text.len() {
                 continue;
             }
-            body.push_str(&text.text[cursor..word.start]);
-            let shown = &text.text[word.start..word.end];
+            body.push_str(&visible_controls(&text.text[cursor..word.start]));
+            let shown = &*visible_controls(&text.text[word.start..word.end]);
             match (self.color, self.style(word.bucket)) {
                 (Some(_), Some(style)) => body.push_str(&format!("{style}{shown}{RESET}")),
                 (None, _) if self.plain_marked(word.bucket) => {
@@ -163,7 +165,7 @@ impl AnsiWriter {
             }
             cursor = word.end;
         }
-        body.push_str(&text.text[cursor.min(text.text.len())..]);
+        body.push_str(&visible_controls(&text.text[cursor.min(text.text.len())..]));
         body
     }
 
@@ -179,7 +181,7 @@ impl RecordWriter for AnsiWriter {
     }
 
     fn record(&mut self, out: &mut dyn Write, record: &Record) -> io::Result<()> {
-        let place = location(&record.origin);
+        let place = visible_controls(&location(&record.origin)).into_owned();
         match &record.outcome {
             Outcome::Scored(text) => {
                 writeln!(out, "{}", self.header(&place, text))?;

@@ -16,10 +16,11 @@ pub struct HtmlWriter {
     pub palette: Palette,
 }
 
-/// Escapes text for element content and attribute values.
+/// Escapes text for element content and attribute values (control characters, which XML
+/// forbids, become visible pictures).
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for c in super::visible_controls(text).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),

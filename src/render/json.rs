@@ -30,18 +30,50 @@ pub fn record_value(record: &Record, display: &super::scored::Display) -> Value 
         }
     };
     // Passed-through input fields come first so ids lead the line; one whose name tokenlens
-    // uses itself is kept as `input_<name>` instead of being overwritten.
-    for (name, value) in &record.origin.fields {
-        let key = if own.contains_key(name) || name == "schema_version" {
-            format!("input_{name}")
-        } else {
-            name.clone()
-        };
+    // writes in any record is kept as `input_<name>` (`input_input_<name>` if that is taken
+    // too), so a field means the same in every record and none is overwritten.
+    let input = &record.origin.fields;
+    for (name, value) in input {
+        let mut key = name.clone();
+        if RESERVED_FIELDS.contains(&name.as_str()) {
+            key = format!("input_{key}");
+            while input.contains_key(&key) || object.contains_key(&key) {
+                key = format!("input_{key}");
+            }
+        }
         object.insert(key, value.clone());
     }
     object.extend(own);
     Value::Object(object)
 }
+
+/// Every field name a record of tokenlens may have.
+pub const RESERVED_FIELDS: &[&str] = &[
+    "schema_version",
+    "source",
+    "line",
+    "unit",
+    "unit_index",
+    "start",
+    "end",
+    "text",
+    "empty",
+    "error",
+    "model",
+    "labels",
+    "logits",
+    "probs",
+    "predicted",
+    "target",
+    "contrast",
+    "method",
+    "aggregation",
+    "normalization",
+    "scale",
+    "windows",
+    "words",
+    "tokens",
+];
 
 fn origin_fields(origin: &Origin) -> Map<String, Value> {
     let mut fields = Map::new();

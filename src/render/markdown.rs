@@ -17,17 +17,33 @@ pub struct MarkdownWriter {
 /// Backslash-escapes the characters Markdown would read as markup.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        // Only what changes rendering inside a paragraph; "(", "-", "!" are left readable.
+    for c in super::visible_controls(text).chars() {
+        // Only what changes rendering inside a paragraph; "(", "-", "!" are left readable
+        // (line starts are handled by `escape_line_start`).
         if matches!(
             c,
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '~'
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '~' | '&'
         ) {
             out.push('\\');
         }
         out.push(c);
     }
     out
+}
+
+/// A line of a paragraph without what Markdown reads as a block at a line start: indentation
+/// (a code block), list markers (`-`, `+`, `1.`, `1)`), thematic breaks and setext underlines
+/// (`---`, `===`).
+fn escape_line_start(line: &str) -> String {
+    let line = line.trim_start();
+    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+    if line.starts_with(['-', '+', '=']) {
+        format!("\\{line}")
+    } else if (1..=9).contains(&digits) && line[digits..].starts_with(['.', ')']) {
+        format!("{}\\{}", &line[..digits], &line[digits..])
+    } else {
+        line.to_owned()
+    }
 }
 
 fn superscript(bucket: Bucket) -> String {
@@ -64,6 +80,7 @@ impl MarkdownWriter {
         // A Markdown paragraph must not contain blank lines; keep the unit's lines as hard breaks.
         body.lines()
             .filter(|line| !line.trim().is_empty())
+            .map(escape_line_start)
             .collect::<Vec<_>>()
             .join("  \n")
     }
