@@ -821,3 +821,101 @@ fn incremental_notification_repeats_unchanged_paragraphs_by_reference() {
     assert!(client.shutdown().success());
     assert!(full_client.shutdown().success());
 }
+
+#[test]
+fn malformed_messages_are_answered_and_the_session_goes_on() {
+    let mut client = server();
+    client.ready(utf16_client(), json!({}));
+    let error_of = |client: &mut LspClient, id: Value| {
+        let reply = client
+            .wait_for(|m| m.get("error").is_some() && m["id"] == id)
+            .unwrap_or_else(|| panic!("no error response with id {id}"))
+            .message;
+        reply["error"]["code"].as_i64().unwrap()
+    };
+    client.send_raw("{not json}");
+    assert_eq!(error_of(&mut client, Value::Null), -32700);
+    client.send_raw("[1]");
+    assert_eq!(error_of(&mut client, Value::Null), -32600);
+    client.send_raw(r#"{"jsonrpc":"1.0","id":77,"method":"tokenlens/stats"}"#);
+    assert_eq!(error_of(&mut client, json!(77)), -32600);
+    client.send_raw(r#"{"jsonrpc":"2.0","id":"q","method":"$/unknownRequest"}"#);
+    assert_eq!(error_of(&mut client, json!("q")), -32601);
+    // Still serving, in order.
+    assert!(client.stats()["model"].get("ready").is_some());
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn exit_or_closed_input_end_the_server_while_the_client_owes_an_answer() {
+    for close_input in [false, true] {
+        let mut client = server();
+        client
+            .answers_server_requests
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        client.initialize(
+            json!({"workspace": {"configuration": true}}),
+            json!({"model": tiny_model()}),
+        );
+        client
+            .wait_for(|m| m["method"] == "workspace/configuration" && m.get("id").is_some())
+            .expect("the server pulls its configuration");
+        if close_input {
+            client.close_input();
+        } else {
+            client.notify("exit", json!(null));
+        }
+        // No shutdown request came first: exit status 1, as the protocol asks.
+        assert_eq!(
+            client.wait_exit().code(),
+            Some(1),
+            "close_input {close_input}"
+        );
+    }
+}
+
+#[test]
+fn settings_the_model_cannot_use_are_reported_and_stale_diagnostics_cleared() {
+    let mut client = server();
+    client.ready(utf16_client(), json!({}));
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"tokenlens": {"target": "postive", "features": false}}}),
+    );
+    for wanted in ["\"postive\"", "setting features"] {
+        let message = client.notification("window/showMessage", |p| {
+            p["message"].as_str().is_some_and(|m| m.contains(wanted))
+        });
+        assert_eq!(message["type"], 2, "{message}");
+    }
+    assert_eq!(client.stats()["settings"]["target"], "auto");
+
+    // Command arguments: an index as a number works, other types are invalid.
+    let chosen = client.request(
+        "workspace/executeCommand",
+        json!({"command": "tokenlens.setTarget", "arguments": [2]}),
+    );
+    assert_eq!(chosen, "positive");
+    let id = client.request_async(
+        "workspace/executeCommand",
+        json!({"command": "tokenlens.setTarget", "arguments": [{}]}),
+    );
+    assert_eq!(client.response(id)["error"]["code"], -32602);
+
+    let uri = "file:///tmp/stale.txt";
+    client.open(uri, "plaintext", "The acting was wonderful.");
+    assert!(!client.diagnostics(uri, 1).is_empty());
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"tokenlens": {"languages": ["markdown"]}}}),
+    );
+    client.notification("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri && p["diagnostics"].as_array().is_some_and(Vec::is_empty)
+    });
+    let hover = client.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 5}}),
+    );
+    assert_eq!(hover, Value::Null);
+    assert!(client.shutdown().success());
+}

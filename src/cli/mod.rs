@@ -71,7 +71,7 @@ pub struct ModelArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// CPU threads (default: all cores).
+    /// CPU threads (default: all cores; 1 for `lsp`, see docs/lsp.md).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Longest sequence given to the model at once (special tokens included); longer texts are

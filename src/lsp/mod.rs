@@ -7,7 +7,10 @@ pub mod features;
 pub mod position;
 pub mod server;
 pub mod settings;
+pub mod transport;
 pub mod units;
+
+use std::sync::Arc;
 
 use tower_lsp_server::{LspService, Server};
 
@@ -17,6 +20,9 @@ use crate::error::{Error, Result};
 /// Requests handled at once. Colour, lens, hint and token requests wait for the model run of
 /// the current text, so the default of 4 could leave no room for the edits that supersede them.
 const CONCURRENT_REQUESTS: usize = 64;
+
+/// Buffer of each in-memory pipe between stdio and the server.
+const PIPE_BYTES: usize = 1 << 20;
 
 /// Serves the protocol on stdin/stdout until `exit`. Returns the process exit code: 0 after a
 /// `shutdown` request, 1 when `exit` came without one (as the protocol asks).
@@ -32,10 +38,23 @@ pub fn serve_stdio(model: ModelArgs) -> Result<i32> {
             .custom_method("tokenlens/document", server::Backend::document)
             .finish();
         let backend = service.inner().clone();
-        Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+        // The server talks to in-memory pipes; `transport` moves checked messages between them
+        // and stdio (see there for why).
+        let (server_input, to_server) = tokio::io::duplex(PIPE_BYTES);
+        let (from_server, server_output) = tokio::io::duplex(PIPE_BYTES);
+        let stdout = Arc::new(tokio::sync::Mutex::new(tokio::io::stdout()));
+        tokio::spawn(transport::filter_input(
+            tokio::io::stdin(),
+            to_server,
+            stdout.clone(),
+        ));
+        let output = tokio::spawn(transport::forward_output(from_server, stdout));
+        Server::new(server_input, server_output, socket)
             .concurrency_level(CONCURRENT_REQUESTS)
             .serve(service)
             .await;
+        // Everything the server wrote before it stopped reaches the editor.
+        let _ = output.await;
         backend.shutdown_was_requested()
     });
     // Model runs in flight and the blocking stdin reader must not keep the process alive.

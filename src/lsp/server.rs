@@ -115,6 +115,9 @@ struct Shared {
     progress_tokens: AtomicU64,
 }
 
+/// How long `window/workDoneProgress/create` may take before the work goes on without progress.
+const PROGRESS_CREATE_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct Backend {
     client: Client,
@@ -184,7 +187,16 @@ impl Backend {
     async fn apply_settings(&self, value: &Value) {
         let (problems, reload, reexplain) = {
             let mut state = self.state();
-            let (settings, problems) = state.settings.merged(value);
+            let (mut settings, mut problems) = state.settings.merged(value);
+            if let ModelState::Ready(explainer) = &state.model
+                && let Some(problem) = unknown_target_problem(&settings.target, explainer)
+            {
+                problems.push(format!(
+                    "{problem}; the target stays {:?}",
+                    state.settings.target
+                ));
+                settings.target = state.settings.target.clone();
+            }
             let spec = model_spec(&settings, &self.shared.cli_model);
             let reload = state.model_spec.as_ref() != Some(&spec);
             let reexplain = settings != state.settings;
@@ -244,10 +256,14 @@ impl Backend {
         }
         let n = self.shared.progress_tokens.fetch_add(1, Ordering::Relaxed);
         let token = NumberOrString::String(format!("tokenlens/{n}"));
-        self.client
-            .create_work_done_progress(token.clone())
-            .await
-            .ok()?;
+        // A client that never answers gets no progress rather than a stuck model run.
+        tokio::time::timeout(
+            PROGRESS_CREATE_TIMEOUT,
+            self.client.create_work_done_progress(token.clone()),
+        )
+        .await
+        .ok()?
+        .ok()?;
         Some(
             self.client
                 .progress(token, title)
@@ -256,6 +272,24 @@ impl Backend {
                 .begin()
                 .await,
         )
+    }
+
+    /// When the document's language is switched off or the model failed, what the editor
+    /// shows is of an older text or setting: forgets it and returns the URI whose diagnostics
+    /// must be cleared (`None` when there was nothing, or results will come).
+    fn drop_results_that_will_not_come(&self, key: &str) -> Option<Uri> {
+        let mut state = self.state();
+        let explained = state
+            .documents
+            .get(key)
+            .map(|d| state.settings.explains_language(&d.language_id))?;
+        let model_failed = matches!(state.model, ModelState::Failed(_));
+        if explained && !model_failed {
+            return None;
+        }
+        let document = state.documents.get_mut(key)?;
+        document.sent_scores = None;
+        document.analysis.take().map(|_| document.uri.clone())
     }
 
     /// Loads the configured model off the async threads, with progress; a failure is shown to
@@ -287,7 +321,7 @@ impl Backend {
             };
             progress.finish_with_message(message).await;
         }
-        {
+        let unknown_target = {
             let mut state = self.state();
             if state.model_spec.as_ref() != Some(&spec) {
                 return; // A newer configuration asked for another model meanwhile.
@@ -297,6 +331,21 @@ impl Backend {
                 Ok(explainer) => ModelState::Ready(explainer.clone()),
                 Err(error) => ModelState::Failed(error.clone()),
             };
+            // A target set before the model was known, or a class of the previous model.
+            match &outcome {
+                Ok(explainer) => {
+                    unknown_target_problem(&state.settings.target, explainer).map(|problem| {
+                        state.settings.target = "auto".into();
+                        format!("{problem}; explaining the predicted class")
+                    })
+                }
+                Err(_) => None,
+            }
+        };
+        if let Some(problem) = unknown_target {
+            self.client
+                .show_message(MessageType::WARNING, format!("tokenlens: {problem}"))
+                .await;
         }
         match outcome {
             Ok(explainer) => {
@@ -320,6 +369,7 @@ impl Backend {
                     )
                     .await;
                 self.notify_waiters();
+                self.reexplain_all();
             }
         }
     }
@@ -372,6 +422,12 @@ impl Backend {
 
     async fn analyse(&self, key: &str, revision: u64) {
         let analysis_started = Instant::now();
+        if let Some(stale) = self.drop_results_that_will_not_come(key) {
+            self.client
+                .publish_diagnostics(stale, Vec::new(), None)
+                .await;
+            self.notify_waiters();
+        }
         let (uri, version, text, index, flavor, settings, explainer) = {
             let state = self.state();
             let Some(document) = state.documents.get(key) else {
@@ -381,7 +437,7 @@ impl Backend {
                 return;
             }
             let ModelState::Ready(explainer) = &state.model else {
-                return;
+                return; // Explained again once the model is ready.
             };
             (
                 document.uri.clone(),
@@ -725,7 +781,7 @@ impl Backend {
                 ModelState::Ready(e) => e.labels().to_vec(),
                 _ => Vec::new(),
             };
-            match argument.and_then(Value::as_str).map(str::trim) {
+            match command_argument(argument)?.as_deref().map(str::trim) {
                 Some("auto") | Some("predicted") | Some("") => "auto".to_owned(),
                 Some(given) => {
                     let known = labels.iter().position(|l| l.eq_ignore_ascii_case(given));
@@ -758,10 +814,13 @@ impl Backend {
     }
 
     async fn set_method(&self, argument: Option<&Value>) -> RpcResult<Option<Value>> {
-        let chosen = match argument.and_then(Value::as_str) {
-            Some(given) => given
-                .parse::<Method>()
-                .map_err(|e| RpcError::invalid_params(e.to_string()))?,
+        let chosen = match command_argument(argument)? {
+            Some(given) => match given.parse::<usize>() {
+                Ok(i) if i < Method::ALL.len() => Method::ALL[i],
+                _ => given
+                    .parse::<Method>()
+                    .map_err(|e| RpcError::invalid_params(e.to_string()))?,
+            },
             None => {
                 let current = self.settings().method();
                 let i = Method::ALL.iter().position(|&m| m == current).unwrap_or(0);
@@ -771,6 +830,32 @@ impl Backend {
         self.apply_settings(&json!({ "method": chosen.name() }))
             .await;
         Ok(Some(json!(chosen.name())))
+    }
+}
+
+/// The argument of a `setTarget`/`setMethod` command: a string, or an index as a JSON number;
+/// `null` or none means "the next one"; anything else is invalid.
+fn command_argument(argument: Option<&Value>) -> RpcResult<Option<String>> {
+    match argument {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) if n.is_u64() => Ok(Some(n.to_string())),
+        Some(other) => Err(RpcError::invalid_params(format!(
+            "the argument must be a name or an index (a string or a non-negative integer), not {other}"
+        ))),
+    }
+}
+
+/// Why `target` (a setting) names no class of `explainer`, if it does not.
+fn unknown_target_problem(target: &str, explainer: &Explainer) -> Option<String> {
+    match target.trim() {
+        "" | "auto" | "predicted" => None,
+        given => explainer.parse_target(given).err().map(|_| {
+            format!(
+                "setting target: unknown class {given:?}; the model's classes are {} (or auto)",
+                explainer.labels().join(", ")
+            )
+        }),
     }
 }
 
@@ -883,12 +968,17 @@ impl LanguageServer for Backend {
     }
 
     async fn initialized(&self, _: InitializedParams) {
-        self.pull_configuration().await;
-        // The configuration pull may already have loaded the model it names.
-        let needs_load = matches!(self.state().model, ModelState::NotLoaded);
-        if needs_load {
-            self.load_model().await;
-        }
+        // On a task of its own: the configuration pull waits for the client's answer, and a
+        // handler still waiting when `exit` comes (or stdin closes) would keep the process alive.
+        let backend = self.clone();
+        tokio::spawn(async move {
+            backend.pull_configuration().await;
+            // The configuration pull may already have loaded the model it names.
+            let needs_load = matches!(backend.state().model, ModelState::NotLoaded);
+            if needs_load {
+                backend.load_model().await;
+            }
+        });
     }
 
     async fn shutdown(&self) -> RpcResult<()> {
@@ -982,7 +1072,9 @@ impl LanguageServer for Backend {
         if !params.settings.is_null() {
             self.apply_settings(&params.settings).await;
         }
-        self.pull_configuration().await;
+        // Not awaited here, for the reason given in `initialized`.
+        let backend = self.clone();
+        tokio::spawn(async move { backend.pull_configuration().await });
     }
 
     async fn hover(&self, params: HoverParams) -> RpcResult<Option<Hover>> {

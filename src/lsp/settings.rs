@@ -111,6 +111,12 @@ impl Settings {
                 continue;
             }
             let mut candidate = current.clone();
+            if key == "features" && !given.is_object() {
+                problems.push(format!(
+                    "setting features: expected an object of switches like {{\"hover\": false}}, not {given}"
+                ));
+                continue;
+            }
             if key == "features" {
                 if let (Some(features), Some(given)) =
                     (candidate.get_mut("features"), given.as_object())
@@ -240,6 +246,14 @@ mod tests {
         assert!(problems[1].contains("features.colours") && problems[1].contains("documentColor"));
         assert_eq!(s.top_k, 25);
         assert!(!s.features.hover);
+    }
+
+    #[test]
+    fn features_that_are_not_an_object_are_reported() {
+        let (settings, problems) = Settings::default().merged(&json!({"features": false}));
+        assert_eq!(settings, Settings::default());
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("setting features:"), "{problems:?}");
     }
 
     #[test]

@@ -143,18 +143,61 @@ fn markdown_non_prose(text: &str) -> Vec<(usize, usize)> {
                 continue;
             }
         }
-        if in_comment || trimmed.starts_with("<!--") {
-            in_comment = !content.contains("-->");
-            out.push(whole_line);
-            continue;
-        }
-        out.extend(
-            inline_non_prose(content)
-                .into_iter()
-                .map(|(s, e)| (start + s, start + e)),
-        );
+        markdown_prose_line(content, start, line.len(), &mut in_comment, &mut out);
     }
     out
+}
+
+/// The non-prose parts of one Markdown line outside code blocks: inline code, link targets,
+/// autolinks, and HTML comments, which may start and end anywhere, also on other lines
+/// (`in_comment` carries an open one to the next line). `line_length` includes the line break.
+fn markdown_prose_line(
+    content: &str,
+    start: usize,
+    line_length: usize,
+    in_comment: &mut bool,
+    out: &mut Vec<(usize, usize)>,
+) {
+    let mut from = 0;
+    // Where the comment being closed began on this line (0 when it began on an earlier one).
+    let mut comment_from = 0;
+    loop {
+        if *in_comment {
+            // `from` is past the opening `<!--`, so `<!-->` does not close what it opens.
+            match content[from..].find("-->") {
+                Some(end) => {
+                    let end = from + end + 3;
+                    out.push((start + comment_from, start + end));
+                    *in_comment = false;
+                    from = end;
+                }
+                None => {
+                    out.push((start + comment_from, start + line_length));
+                    return;
+                }
+            }
+        } else {
+            let rest = &content[from..];
+            let code = inline_non_prose(rest);
+            let opening = rest
+                .match_indices("<!--")
+                .map(|(at, _)| at)
+                .find(|&at| !code.iter().any(|&(s, e)| s <= at && at < e));
+            let shift = |&(s, e): &(usize, usize)| (start + from + s, start + from + e);
+            match opening {
+                Some(at) => {
+                    out.extend(code.iter().filter(|&&(s, _)| s < at).map(shift));
+                    comment_from = from + at;
+                    from = comment_from + 4;
+                    *in_comment = true;
+                }
+                None => {
+                    out.extend(code.iter().map(shift));
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// `[label]: https://…` (a whole line that only defines a link target).
@@ -251,6 +294,18 @@ mod tests {
             unit_texts(doc, Flavor::Markdown),
             ["# Review", "I loved [this film] and .", "See today."]
         );
+    }
+
+    #[test]
+    fn html_comments_are_masked_wherever_they_start_and_end() {
+        let doc = "Good <!-- awful --> film.\nNice <!-- horrible\nstill hidden --> acting `<!--` here.\n<!-- a --> after";
+        let masked = mask(doc, Flavor::Markdown);
+        let visible: Vec<&str> = masked.split_whitespace().collect();
+        assert_eq!(
+            visible,
+            ["Good", "film.", "Nice", "acting", "here.", "after"]
+        );
+        assert_eq!(masked.len(), doc.len());
     }
 
     #[test]

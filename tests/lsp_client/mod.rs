@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -33,7 +34,8 @@ pub struct Received {
 
 pub struct LspClient {
     child: Child,
-    stdin: Arc<Mutex<ChildStdin>>,
+    /// `None` once closed with [`LspClient::close_input`].
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
     incoming: Receiver<Received>,
     /// Notifications and server requests seen so far and not yet consumed by a wait.
     backlog: VecDeque<Received>,
@@ -41,6 +43,8 @@ pub struct LspClient {
     pub server_requests: Arc<Mutex<Vec<Value>>>,
     /// What `workspace/configuration` answers with (the `tokenlens` section).
     pub configuration: Arc<Mutex<Value>>,
+    /// Whether server→client requests are answered (a client that hangs does not).
+    pub answers_server_requests: Arc<AtomicBool>,
     next_id: i64,
 }
 
@@ -64,14 +68,19 @@ fn read_message(reader: &mut impl BufRead) -> Option<Value> {
     serde_json::from_slice(&body).ok()
 }
 
-fn write_message(stdin: &Mutex<ChildStdin>, message: &Value) {
-    let body = message.to_string();
+fn write_message(stdin: &Mutex<Option<ChildStdin>>, message: &Value) {
+    write_body(stdin, &message.to_string());
+}
+
+fn write_body(stdin: &Mutex<Option<ChildStdin>>, body: &str) {
     let framed = format!("Content-Length: {}\r\n\r\n{body}", body.len());
     // One lock per message keeps the test thread's and the reader thread's messages whole.
     let mut stdin = stdin.lock().unwrap();
     // A server that has exited closes the pipe; the test then fails on the missing reply.
-    let _ = stdin.write_all(framed.as_bytes());
-    let _ = stdin.flush();
+    if let Some(stdin) = stdin.as_mut() {
+        let _ = stdin.write_all(framed.as_bytes());
+        let _ = stdin.flush();
+    }
 }
 
 impl LspClient {
@@ -86,17 +95,19 @@ impl LspClient {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start tokenlens lsp");
-        let stdin = Arc::new(Mutex::new(child.stdin.take().expect("stdin")));
+        let stdin = Arc::new(Mutex::new(Some(child.stdin.take().expect("stdin"))));
         let stdout = child.stdout.take().expect("stdout");
         let (sender, incoming): (Sender<Received>, _) = channel();
         let server_requests = Arc::new(Mutex::new(Vec::new()));
         let configuration = Arc::new(Mutex::new(json!({})));
+        let answers_server_requests = Arc::new(AtomicBool::new(true));
         // Server requests are answered from the reader thread.
         let replies = stdin.clone();
         {
             let requests = server_requests.clone();
             let configuration = configuration.clone();
             let replies = replies.clone();
+            let answers = answers_server_requests.clone();
             thread::spawn(move || {
                 let mut reader = BufReader::new(stdout);
                 while let Some(message) = read_message(&mut reader) {
@@ -104,6 +115,8 @@ impl LspClient {
                         message.get("method").is_some() && message.get("id").is_some();
                     if is_server_request {
                         requests.lock().unwrap().push(message.clone());
+                    }
+                    if is_server_request && answers.load(Ordering::SeqCst) {
                         let result = match message["method"].as_str() {
                             Some("workspace/configuration") => {
                                 let items =
@@ -136,8 +149,19 @@ impl LspClient {
             backlog: VecDeque::new(),
             server_requests,
             configuration,
+            answers_server_requests,
             next_id: 1,
         }
+    }
+
+    /// Sends `body` framed as it is, valid JSON-RPC or not.
+    pub fn send_raw(&mut self, body: &str) {
+        write_body(&self.stdin, body);
+    }
+
+    /// Closes the server's stdin, as an editor that crashed does.
+    pub fn close_input(&mut self) {
+        self.stdin.lock().unwrap().take();
     }
 
     pub fn send(&mut self, message: Value) {

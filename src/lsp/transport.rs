@@ -1,0 +1,261 @@
+//! The stdio framing between the editor and `tower_lsp_server`, with the protocol errors it does
+//! not survive answered here. Its reader stops for good at the first message it cannot decode
+//! (invalid JSON, a wrong `jsonrpc` version, a fractional id), which would end the session for
+//! one bad byte from a plugin; and it never answers a `$/` request, which the protocol says must
+//! get MethodNotFound. So every message is checked before it reaches the server, and the answer
+//! to a bad one is written between the server's own whole messages.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::Mutex;
+use tower_lsp_server::jsonrpc::{Request, Response};
+
+/// One framed message, or why its header could not be read.
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    Message(Vec<u8>),
+    /// A header block without a usable `Content-Length`; its body cannot be found.
+    BadHeader(String),
+}
+
+/// Reads the next frame; `None` at the end of the input.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+) -> std::io::Result<Option<Frame>> {
+    let mut length: Option<Result<usize, String>> = None;
+    let mut saw_header = false;
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(None);
+        }
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            if saw_header {
+                break;
+            }
+            // Blank lines between messages carry nothing.
+            continue;
+        }
+        saw_header = true;
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = Some(
+                value
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("Content-Length {:?} is not a number", value.trim())),
+            );
+        }
+    }
+    match length {
+        Some(Ok(length)) => {
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).await?;
+            Ok(Some(Frame::Message(body)))
+        }
+        Some(Err(message)) => Ok(Some(Frame::BadHeader(message))),
+        None => Ok(Some(Frame::BadHeader(
+            "a message header without Content-Length".into(),
+        ))),
+    }
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+
+fn error_response(id: Value, code: i64, message: &str) -> Vec<u8> {
+    let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+    framed(body.to_string().as_bytes())
+}
+
+/// What to do with one incoming message.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// Hand it to the server unchanged.
+    Forward,
+    /// Answer it with this framed error response instead.
+    Answer(Vec<u8>),
+}
+
+/// Checks one message body the way the server would decode it.
+pub fn check(body: &[u8]) -> Verdict {
+    let value: Value = match std::str::from_utf8(body)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str(text).map_err(|e| e.to_string()))
+    {
+        Ok(value) => value,
+        Err(e) => {
+            return Verdict::Answer(error_response(
+                Value::Null,
+                PARSE_ERROR,
+                &format!("invalid JSON: {e}"),
+            ));
+        }
+    };
+    // The id to answer with: only one the client could match (an integer or a string).
+    let id = match value.get("id") {
+        Some(id @ Value::String(_)) => id.clone(),
+        Some(Value::Number(n)) if n.is_i64() => Value::Number(n.clone()),
+        _ => Value::Null,
+    };
+    let is_request = value.get("method").is_some();
+    let decodes = if is_request {
+        serde_json::from_value::<Request>(value.clone()).is_ok()
+    } else {
+        serde_json::from_value::<Response>(value.clone()).is_ok()
+    };
+    if !decodes {
+        return Verdict::Answer(error_response(
+            id,
+            INVALID_REQUEST,
+            "not a JSON-RPC 2.0 message: expected an object with \"jsonrpc\": \"2.0\", a \
+             string \"method\" and an integer or string \"id\" (or a response)",
+        ));
+    }
+    let method = value.get("method").and_then(Value::as_str).unwrap_or("");
+    if method.starts_with("$/") && value.get("id").is_some() {
+        return Verdict::Answer(error_response(
+            id,
+            METHOD_NOT_FOUND,
+            &format!("unknown request {method:?}"),
+        ));
+    }
+    Verdict::Forward
+}
+
+/// Copies checked messages from `input` to the server, answering bad ones on `output`. Returns
+/// at the end of the input (the server then sees its input end) or when the server is gone.
+pub async fn filter_input<R, S, W>(input: R, mut to_server: S, output: Arc<Mutex<W>>)
+where
+    R: AsyncRead + Unpin,
+    S: AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut reader = BufReader::new(input);
+    loop {
+        let frame = match read_frame(&mut reader).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) => break,
+        };
+        let answer = match frame {
+            Frame::Message(body) => match check(&body) {
+                Verdict::Forward => {
+                    if to_server.write_all(&framed(&body)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Verdict::Answer(answer) => answer,
+            },
+            Frame::BadHeader(message) => error_response(Value::Null, PARSE_ERROR, &message),
+        };
+        let mut output = output.lock().await;
+        if output.write_all(&answer).await.is_err() || output.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = to_server.shutdown().await;
+}
+
+/// Copies the server's messages to `output` whole, so that answers written by [`filter_input`]
+/// never land inside one. Returns when the server closes its output.
+pub async fn forward_output<R, W>(from_server: R, output: Arc<Mutex<W>>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut reader = BufReader::new(from_server);
+    while let Ok(Some(Frame::Message(body))) = read_frame(&mut reader).await {
+        let mut output = output.lock().await;
+        if output.write_all(&framed(&body)).await.is_err() || output.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(body: &str) -> Value {
+        match check(body.as_bytes()) {
+            Verdict::Answer(framed) => {
+                let text = String::from_utf8(framed).unwrap();
+                let (_, json) = text.split_once("\r\n\r\n").unwrap();
+                serde_json::from_str(json).unwrap()
+            }
+            Verdict::Forward => panic!("{body} was forwarded"),
+        }
+    }
+
+    #[test]
+    fn good_requests_notifications_and_responses_are_forwarded() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":"a","method":"tokenlens/stats"}"#,
+            r#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}"#,
+            r#"{"jsonrpc":"2.0","id":0,"result":null}"#,
+            r#"{"jsonrpc":"2.0","id":0,"error":{"code":-1,"message":"no"}}"#,
+        ] {
+            assert_eq!(check(body.as_bytes()), Verdict::Forward, "{body}");
+        }
+    }
+
+    #[test]
+    fn bad_messages_get_the_protocol_error_with_their_id() {
+        let parse = answer("{not json}");
+        assert_eq!(
+            (parse["id"].clone(), parse["error"]["code"].clone()),
+            (Value::Null, json!(-32700))
+        );
+        for (body, id) in [
+            ("[1]", Value::Null),
+            (r#""x""#, Value::Null),
+            ("{}", Value::Null),
+            (r#"{"jsonrpc":"1.0","id":3,"method":"x"}"#, json!(3)),
+            (r#"{"id":4,"method":"x"}"#, json!(4)),
+            (r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#, Value::Null),
+        ] {
+            let reply = answer(body);
+            assert_eq!(reply["error"]["code"], -32600, "{body}");
+            assert_eq!(reply["id"], id, "{body}");
+        }
+        let dollar = answer(r#"{"jsonrpc":"2.0","id":"q","method":"$/unknownRequest"}"#);
+        assert_eq!(
+            (dollar["id"].clone(), dollar["error"]["code"].clone()),
+            (json!("q"), json!(-32601))
+        );
+    }
+
+    #[tokio::test]
+    async fn frames_are_read_past_blank_lines_and_bad_headers() {
+        let input: &[u8] =
+            b"Content-Length: 2\r\n\r\n{}\r\nX-Other: 1\r\n\r\ncontent-length: 3\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n[1]";
+        let mut reader = BufReader::new(input);
+        assert_eq!(
+            read_frame(&mut reader).await.unwrap(),
+            Some(Frame::Message(b"{}".to_vec()))
+        );
+        assert!(matches!(
+            read_frame(&mut reader).await.unwrap(),
+            Some(Frame::BadHeader(_))
+        ));
+        assert_eq!(
+            read_frame(&mut reader).await.unwrap(),
+            Some(Frame::Message(b"[1]".to_vec()))
+        );
+        assert_eq!(read_frame(&mut reader).await.unwrap(), None);
+    }
+}
