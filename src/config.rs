@@ -31,6 +31,9 @@ pub struct BertConfig {
     pub layer_norm_eps: f64,
     /// Label names in class-index order.
     pub labels: Vec<String>,
+    /// `problem_type: multi_label_classification`: each class is a yes/no decision of its own,
+    /// so its probability is the sigmoid of its logit rather than a share of a softmax.
+    pub multi_label: bool,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +55,8 @@ struct RawConfig {
     layer_norm_eps: f64,
     num_labels: Option<usize>,
     id2label: Option<BTreeMap<String, String>>,
+    problem_type: Option<String>,
+    position_embedding_type: Option<String>,
 }
 
 fn default_act() -> String {
@@ -114,6 +119,23 @@ impl BertConfig {
                 raw.hidden_size, raw.num_attention_heads
             )));
         }
+        if let Some(kind) = raw.position_embedding_type.as_deref()
+            && kind != "absolute"
+        {
+            return Err(bad(format!(
+                "position_embedding_type {kind:?} is not supported (only \"absolute\", the BERT default)"
+            )));
+        }
+        let multi_label = match raw.problem_type.as_deref() {
+            None | Some("single_label_classification") => false,
+            Some("multi_label_classification") => true,
+            Some(other) => {
+                return Err(bad(format!(
+                    "problem_type {other:?} is not supported: tokenlens explains classifiers \
+                     (single_label_classification or multi_label_classification)"
+                )));
+            }
+        };
         let labels = labels_from(raw.id2label.as_ref(), raw.num_labels).map_err(bad)?;
         Ok(BertConfig {
             vocab_size: raw.vocab_size,
@@ -126,6 +148,7 @@ impl BertConfig {
             type_vocab_size: raw.type_vocab_size,
             layer_norm_eps: raw.layer_norm_eps,
             labels,
+            multi_label,
         })
     }
 
@@ -178,6 +201,27 @@ fn labels_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn problem_type_and_position_embeddings_are_read_or_refused() {
+        let config = |extra: &str| {
+            let json = format!(
+                r#"{{"architectures":["BertForSequenceClassification"],"vocab_size":1,"hidden_size":4,
+                "num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8{extra}}}"#
+            );
+            BertConfig::from_json(&json, Path::new("config.json"))
+        };
+        assert!(!config("").unwrap().multi_label);
+        let multi = config(r#","problem_type":"multi_label_classification""#).unwrap();
+        assert!(multi.multi_label);
+        let regression = config(r#","problem_type":"regression""#)
+            .unwrap_err()
+            .to_string();
+        assert!(regression.contains("\"regression\""), "{regression}");
+        let relative = config(r#","position_embedding_type":"relative_key""#).unwrap_err();
+        assert!(relative.to_string().contains("relative_key"), "{relative}");
+        assert!(config(r#","position_embedding_type":"absolute""#).is_ok());
+    }
 
     #[test]
     fn rejects_other_architectures_naming_the_supported_ones() {

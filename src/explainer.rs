@@ -410,7 +410,11 @@ impl Explainer {
                 .collect();
             out.push(Explanation {
                 text: doc.text.to_owned(),
-                probs: softmax(&doc_logits[d]),
+                probs: if self.model.config.multi_label {
+                    sigmoid(&doc_logits[d])
+                } else {
+                    softmax(&doc_logits[d])
+                },
                 logits: doc_logits[d].clone(),
                 predicted: predicted[d],
                 target: doc_target[d],
@@ -618,6 +622,11 @@ pub fn argmax(v: &[f64]) -> usize {
         }
     }
     best
+}
+
+/// Per-class probabilities of a multi-label classifier.
+pub fn sigmoid(logits: &[f64]) -> Vec<f64> {
+    logits.iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect()
 }
 
 pub fn softmax(logits: &[f64]) -> Vec<f64> {

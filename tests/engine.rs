@@ -235,6 +235,44 @@ fn logits_of(dir: &Path) -> Vec<f64> {
 }
 
 #[test]
+fn multi_label_models_give_each_class_its_sigmoid_probability() {
+    let dir = temp_model_dir("multi-label");
+    std::fs::copy(
+        tiny_bert_dir().join("model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    config["problem_type"] = "multi_label_classification".into();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let text = "A wonderful, heartfelt film.";
+    let single = explainer_with(&tiny_bert_dir(), Precision::F64, None)
+        .explain(text, &[Method::AttnLrp], Target::Predicted)
+        .unwrap();
+    let multi = explainer_with(&dir, Precision::F64, None)
+        .explain(text, &[Method::AttnLrp], Target::Predicted)
+        .unwrap();
+    assert_eq!(multi.logits, single.logits);
+    let sigmoid: Vec<f64> = multi
+        .logits
+        .iter()
+        .map(|l| 1.0 / (1.0 + (-l).exp()))
+        .collect();
+    check_close(&multi.probs, &sigmoid, 1e-15, 0.0).unwrap();
+    assert!(
+        (multi.probs.iter().sum::<f64>() - 1.0).abs() > 1e-3,
+        "not a softmax"
+    );
+    // What is explained does not change: the logit of the class.
+    assert_eq!(multi.predicted, single.predicted);
+    assert_eq!(
+        multi.attributions[0].token_scores,
+        single.attributions[0].token_scores
+    );
+}
+
+#[test]
 fn half_precision_pytorch_and_vocab_only_models_load() {
     let reference = logits_of(&tiny_bert_dir());
     let tensors =
