@@ -350,7 +350,7 @@ fn quit_keys_and_escape() {
     assert_eq!(
         press(&mut app, &[ctrl('c')]),
         [KeyOutcome::Effect(Effect::Quit)],
-        "Ctrl-c always quits"
+        "Ctrl-c quits from a popup too"
     );
 }
 
@@ -811,6 +811,556 @@ fn a_large_document_opens_without_explaining_it_all() {
     );
 }
 
+// ---- fixes from the QA pass ---------------------------------------------------------------------
+
+/// An app on a real file, so saving and changes on disk can be tested.
+fn app_for_file(path: &std::path::Path) -> App {
+    let explainer = explainer();
+    let document = Document::open(path.to_str().unwrap(), Unit::Sentence).unwrap();
+    App::new(
+        document,
+        "tiny-bert".into(),
+        explainer.labels().to_vec(),
+        ViewSettings {
+            method: Method::CheferLrpAllLayers,
+            target: TargetChoice::Predicted,
+            normalization: Normalization::MaxAbs,
+            palette: Palette::BlueOrange,
+            granularity: Granularity::Words,
+        },
+        ColorMode::TrueColor,
+    )
+}
+
+fn draw(terminal: &mut Terminal<TestBackend>, app: &mut App) -> String {
+    terminal.draw(|frame| view::render(frame, app)).unwrap();
+    screen_text(terminal)
+}
+
+/// The last two rows: the status bar.
+fn status_rows(screen: &str) -> String {
+    let lines: Vec<&str> = screen.lines().collect();
+    lines[lines.len().saturating_sub(2)..].join("\n")
+}
+
+const SPINNER_FRAMES: [&str; 4] = ["◐", "◓", "◑", "◒"];
+
+#[test]
+fn an_empty_document_shows_no_spinner_and_no_unit_number() {
+    for text in ["", "\n\n  \n\t\n"] {
+        let mut app = app_with(text, ColorMode::TrueColor);
+        assert_eq!(app.unit_count(), 0);
+        let mut terminal = terminal(100, 22);
+        settle(&mut terminal, &mut app);
+        for tick in 0..4 {
+            app.spinner_tick = tick;
+            let screen = draw(&mut terminal, &mut app);
+            for frame in SPINNER_FRAMES {
+                assert!(!screen.contains(frame), "spinner {frame} in:\n{screen}");
+            }
+            assert!(!screen.contains("explaining"), "{screen}");
+            assert!(!screen.contains("of unit"), "no unit to name:\n{screen}");
+            assert!(!screen.contains("unit 0/0"), "{screen}");
+            assert!(screen.contains("no text to explain"), "{screen}");
+        }
+    }
+}
+
+#[test]
+fn quitting_with_unsaved_edits_asks_first() {
+    let mut app = app_with(&review_text(), ColorMode::TrueColor);
+    press(&mut app, &[ch('i')]);
+    typed(&mut app, " Extra.");
+    // An edit box with changed text is unsaved work too.
+    assert_eq!(press(&mut app, &[ctrl('c')]), [KeyOutcome::Handled]);
+    assert!(
+        app.status
+            .as_deref()
+            .unwrap_or("")
+            .contains("unsaved edits"),
+        "{:?}",
+        app.status
+    );
+    press(&mut app, &[key(KeyCode::Enter)]);
+    assert!(app.document.modified);
+
+    assert_eq!(press(&mut app, &[ch('q')]), [KeyOutcome::Handled]);
+    let status = app.status.clone().unwrap_or_default();
+    assert!(
+        status.contains("unsaved edits") && status.contains("q again quits"),
+        "{status}"
+    );
+    // Another key in between cancels the question.
+    assert_eq!(
+        press(&mut app, &[ch('j'), ch('q')]),
+        [KeyOutcome::Handled, KeyOutcome::Handled]
+    );
+    assert_eq!(
+        press(&mut app, &[ch('q')]),
+        [KeyOutcome::Effect(Effect::Quit)],
+        "a second q quits without saving"
+    );
+    assert_eq!(
+        press(&mut app, &[ctrl('c'), ctrl('c')]),
+        [KeyOutcome::Handled, KeyOutcome::Effect(Effect::Quit)],
+        "Ctrl-c asks the same way"
+    );
+}
+
+#[test]
+fn saving_keeps_the_byte_order_mark_and_line_endings() {
+    let directory = tempdir();
+    let path = directory.join("bom.txt");
+    std::fs::write(&path, b"\xEF\xBB\xBFThe film was fine.\r\nA\ttab\rend").unwrap();
+    let mut app = app_for_file(&path);
+    assert!(
+        !app.document.text.starts_with('\u{feff}'),
+        "the model never sees the BOM"
+    );
+    press(&mut app, &[ch('i')]);
+    press(&mut app, &[key(KeyCode::Home)]);
+    typed(&mut app, "Yes. ");
+    press(&mut app, &[key(KeyCode::Enter)]);
+    assert_eq!(
+        press(&mut app, &[ctrl('s')]),
+        [KeyOutcome::Effect(Effect::Save)]
+    );
+    app.document.save().unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"\xEF\xBB\xBFYes. The film was fine.\r\nA\ttab\rend"
+    );
+    // Reloading keeps knowing about it.
+    app.document.reload().unwrap();
+    app.document.save().unwrap();
+    assert!(
+        std::fs::read(&path)
+            .unwrap()
+            .starts_with(b"\xEF\xBB\xBFYes.")
+    );
+}
+
+fn edit_state(app: &App) -> (String, usize) {
+    match &app.popup {
+        Some(Popup::Edit(edit)) => (edit.buffer.clone(), edit.caret),
+        other => panic!("not editing: {other:?}"),
+    }
+}
+
+#[test]
+fn editing_keys_move_and_delete_whole_graphemes() {
+    let flag = "🇯🇵";
+    let family = "👨\u{200d}👩\u{200d}👧\u{200d}👦";
+    let accent = "e\u{301}";
+    let text = format!("A{flag}B{family}C{accent}");
+    let mut app = app_with(&text, ColorMode::TrueColor);
+    press(&mut app, &[ch('i')]);
+    press(&mut app, &[key(KeyCode::Backspace)]);
+    assert_eq!(edit_state(&app).0, format!("A{flag}B{family}C"), "é as one");
+    press(&mut app, &[key(KeyCode::Left), key(KeyCode::Backspace)]);
+    assert_eq!(
+        edit_state(&app).0,
+        format!("A{flag}BC"),
+        "the family as one"
+    );
+    press(&mut app, &[key(KeyCode::Left), key(KeyCode::Backspace)]);
+    assert_eq!(edit_state(&app).0, "ABC", "the flag as one");
+
+    press(&mut app, &[key(KeyCode::Esc), ch('i'), key(KeyCode::Home)]);
+    press(&mut app, &[key(KeyCode::Right), key(KeyCode::Right)]);
+    assert_eq!(
+        edit_state(&app).1,
+        1 + flag.len(),
+        "Right steps over the flag"
+    );
+    press(&mut app, &[key(KeyCode::Right), key(KeyCode::Delete)]);
+    assert_eq!(
+        edit_state(&app).0,
+        format!("A{flag}BC{accent}"),
+        "Delete takes the family"
+    );
+    press(&mut app, &[key(KeyCode::Right), key(KeyCode::Delete)]);
+    assert_eq!(
+        edit_state(&app).0,
+        format!("A{flag}BC"),
+        "and the accented e"
+    );
+    press(&mut app, &[key(KeyCode::Delete), key(KeyCode::Right)]);
+    let (buffer, caret) = edit_state(&app);
+    assert_eq!(
+        (buffer.as_str(), caret),
+        (format!("A{flag}BC").as_str(), buffer.len())
+    );
+}
+
+#[test]
+fn status_messages_win_over_the_legend() {
+    let mut app = app_with(&review_text(), ColorMode::TrueColor);
+    let mut terminal = terminal(100, 22);
+    settle(&mut terminal, &mut app);
+    // A contrast has the wide signed legend.
+    press(&mut app, &[ch('3'), ch('C'), ch('n')]);
+    settle(&mut terminal, &mut app);
+    let status = status_rows(&screen_text(&terminal));
+    assert!(status.contains("normalisation: minmax"), "{status}");
+    assert!(
+        status.contains("unit 1/5"),
+        "the position stays while it fits: {status}"
+    );
+
+    terminal.backend_mut().resize(40, 20);
+    terminal
+        .resize(ratatui::layout::Rect::new(0, 0, 40, 20))
+        .unwrap();
+    let status = status_rows(&draw(&mut terminal, &mut app));
+    assert!(status.contains("normalisation: minmax"), "{status}");
+
+    // Longer than a row: it takes the hints' row too, and says so when it is still cut.
+    let path = "/tmp/a/rather/long/directory/name/for/the/export/review.tokenlens.html";
+    app.status = Some(format!("exported 5 units to {path}"));
+    let status = status_rows(&draw(&mut terminal, &mut app));
+    let rows: Vec<&str> = status.lines().map(str::trim_end).collect();
+    assert_eq!(rows[0], "exported 5 units to", "{status}");
+    assert!(rows[1].starts_with("/tmp/a/rather"), "{status}");
+    assert!(rows[1].ends_with('…'), "a cut message says so: {status}");
+
+    terminal.backend_mut().resize(100, 22);
+    terminal
+        .resize(ratatui::layout::Rect::new(0, 0, 100, 22))
+        .unwrap();
+    let message = "the file changed on disk since it was loaded; Ctrl-s again overwrites it, \
+                   r reloads and drops your edits";
+    assert!(message.len() > 100, "{message}");
+    app.status = Some(message.into());
+    let status = status_rows(&draw(&mut terminal, &mut app));
+    let joined = status
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        joined, message,
+        "a warning wider than the screen is shown whole"
+    );
+}
+
+/// Whether the selected word of the cursor unit is on a row of the last frame.
+fn selection_on_screen(app: &App) -> bool {
+    let UnitState::Ready(scores) = app.unit_state(app.cursor) else {
+        return false;
+    };
+    let Some(span) = app.selected_span.and_then(|i| scores.spans.get(i)) else {
+        return false;
+    };
+    app.screen.text_rows.iter().any(|row| {
+        row.unit == app.cursor
+            && row
+                .span
+                .is_some_and(|r| r.start <= span.start && span.start < r.end.max(r.start + 1))
+    })
+}
+
+fn long_unit_text() -> String {
+    format!("{} UNIQUEWORD is great.", "filler words here ".repeat(150))
+}
+
+#[test]
+fn search_scrolls_to_a_hit_deep_inside_a_long_unit() {
+    let mut app = app_with(&long_unit_text(), ColorMode::TrueColor);
+    assert_eq!(app.unit_count(), 1);
+    let mut terminal = terminal(100, 20);
+    let screen = draw(&mut terminal, &mut app);
+    assert!(!screen.contains("UNIQUEWORD"), "the word starts off screen");
+    press(&mut app, &[ch('/')]);
+    typed(&mut app, "uniqueword");
+    press(&mut app, &[key(KeyCode::Enter)]);
+    assert!(
+        draw(&mut terminal, &mut app).contains("UNIQUEWORD"),
+        "/ scrolls to the hit"
+    );
+    // Clicking in the unit, now scrolled to its middle, keeps the view where it is.
+    let top = app.top;
+    app.handle_mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: 20,
+        row: 8,
+        modifiers: KeyModifiers::NONE,
+    });
+    assert_eq!(app.top, top, "a click does not jump to the unit's start");
+    press(&mut app, &[ch('n')]);
+    assert!(
+        draw(&mut terminal, &mut app).contains("UNIQUEWORD"),
+        "n keeps it in view"
+    );
+    press(&mut app, &[key(KeyCode::Esc), ch('g'), ch('g')]);
+    press(&mut app, &[ch('/')]);
+    typed(&mut app, "filler");
+    press(&mut app, &[key(KeyCode::Enter), ch('N')]);
+    let screen = draw(&mut terminal, &mut app);
+    assert!(
+        screen.contains("UNIQUEWORD"),
+        "N wraps to the last hit, at the end:\n{screen}"
+    );
+}
+
+#[test]
+fn word_jumps_scroll_to_the_word_inside_a_long_unit() {
+    let mut app = app_with(&long_unit_text(), ColorMode::TrueColor);
+    let mut terminal = terminal(100, 20);
+    settle(&mut terminal, &mut app);
+    // Enter in the word list on the last word of the unit.
+    let UnitState::Ready(scores) = app.unit_state(0) else {
+        panic!("not explained")
+    };
+    let last = scores.spans.len() - 1;
+    let position = app.ranking().iter().position(|&s| s == last).unwrap();
+    press(&mut app, &[key(KeyCode::Tab)]);
+    for _ in 0..position {
+        press(&mut app, &[ch('j')]);
+        draw(&mut terminal, &mut app);
+        assert!(selection_on_screen(&app), "j in the list shows the word");
+    }
+    press(&mut app, &[key(KeyCode::Enter)]);
+    draw(&mut terminal, &mut app);
+    assert_eq!(app.selected_span, Some(last));
+    assert!(
+        selection_on_screen(&app),
+        "Enter in the list shows the word"
+    );
+    assert!(app.top.row > 0, "the view scrolled down into the unit");
+
+    // ] and [ through the whole unit: every word they stop at is on screen.
+    press(
+        &mut app,
+        &[key(KeyCode::BackTab), key(KeyCode::Esc), ch('g'), ch('g')],
+    );
+    let mut deepest = 0;
+    for _ in 0..scores.spans.len() {
+        press(&mut app, &[ch(']')]);
+        if app.selected_span.is_none() {
+            break;
+        }
+        draw(&mut terminal, &mut app);
+        assert!(selection_on_screen(&app), "] shows {:?}", app.selected_span);
+        deepest = deepest.max(app.top.row);
+        if app.status.as_deref().unwrap_or("").starts_with("no more") {
+            break;
+        }
+    }
+    assert!(
+        deepest > 0,
+        "some influential word lies below the first screen"
+    );
+    press(&mut app, &[ch('[')]);
+    draw(&mut terminal, &mut app);
+    assert!(selection_on_screen(&app), "[ shows the word");
+}
+
+#[test]
+fn the_wheel_never_scrolls_past_the_end() {
+    let wheel = |app: &mut App, kind| {
+        app.handle_mouse(MouseEvent {
+            kind,
+            column: 10,
+            row: 8,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    let mut app = app_with(&review_text(), ColorMode::TrueColor);
+    let mut terminal = terminal(100, 30);
+    let before = draw(&mut terminal, &mut app);
+    wheel(&mut app, MouseEventKind::ScrollDown);
+    assert_eq!(
+        app.top,
+        Default::default(),
+        "it all fits: nothing to scroll"
+    );
+    assert_eq!(app.cursor, 0, "the cursor stays");
+    assert_eq!(draw(&mut terminal, &mut app), before);
+
+    let text: String = (1..=40)
+        .map(|i| format!("Sentence number {i} is here.\n"))
+        .collect();
+    let mut app = app_with(&text, ColorMode::TrueColor);
+    draw(&mut terminal, &mut app);
+    wheel(&mut app, MouseEventKind::ScrollDown);
+    assert_eq!(app.top.unit, 3, "one step scrolls three rows");
+    for _ in 0..40 {
+        wheel(&mut app, MouseEventKind::ScrollDown);
+    }
+    let screen = draw(&mut terminal, &mut app);
+    assert_eq!(
+        app.screen.text_rows.len(),
+        app.text_height,
+        "no empty rows below the text:\n{screen}"
+    );
+    assert_eq!(app.visible_units.end, 40);
+    assert!(screen.contains("Sentence number 40 is here."));
+    press(&mut app, &[key(KeyCode::PageDown), ctrl('d')]);
+    assert_eq!(app.visible_units.end, 40);
+    assert_eq!(
+        app.screen.text_rows.len(),
+        app.text_height,
+        "PgDn stops there too"
+    );
+}
+
+#[test]
+fn help_scrolls_when_the_terminal_is_small() {
+    let mut app = app_with(&review_text(), ColorMode::TrueColor);
+    let mut terminal = terminal(80, 24);
+    settle(&mut terminal, &mut app);
+    press(&mut app, &[ch('?')]);
+    let mut seen = draw(&mut terminal, &mut app);
+    assert!(seen.contains("↓ more"), "{seen}");
+    assert!(!seen.contains("this help"), "the end is below");
+    for _ in 0..KEY_HELP.len() * 2 {
+        press(&mut app, &[ch('j')]);
+        seen.push_str(&draw(&mut terminal, &mut app));
+    }
+    let last = screen_text(&terminal);
+    assert!(last.contains("↑ more"), "{last}");
+    assert!(last.contains("? F1") && last.contains("mouse"), "{last}");
+    // Long entries wrap instead of being cut at 80 columns.
+    for (keys, action) in KEY_HELP {
+        assert!(seen.contains(keys), "{keys} never shown");
+        let last_word = action.split_whitespace().last().unwrap();
+        assert!(seen.contains(last_word), "{action:?} was cut");
+    }
+    press(&mut app, &[key(KeyCode::PageUp), key(KeyCode::PageUp)]);
+    assert_eq!(app.help_scroll, 0);
+    app.handle_mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 40,
+        row: 12,
+        modifiers: KeyModifiers::NONE,
+    });
+    assert!(app.help_scroll > 0, "the wheel scrolls the help");
+    // Large enough, the overlay fits and shows no hint.
+    terminal.backend_mut().resize(100, 32);
+    terminal
+        .resize(ratatui::layout::Rect::new(0, 0, 100, 32))
+        .unwrap();
+    let screen = draw(&mut terminal, &mut app);
+    assert!(!screen.contains("more"), "{screen}");
+    assert_eq!(app.help_scroll, 0);
+}
+
+#[test]
+fn the_method_picker_keeps_the_selection_visible() {
+    for (width, height) in [(40, 8), (100, 12)] {
+        let mut app = app_with(&review_text(), ColorMode::TrueColor);
+        let mut terminal = terminal(width, height);
+        draw(&mut terminal, &mut app);
+        press(&mut app, &[ch('m')]);
+        for (index, method) in Method::ALL.iter().enumerate() {
+            if index > 0 {
+                press(&mut app, &[ch('j')]);
+            }
+            let screen = draw(&mut terminal, &mut app);
+            assert!(
+                screen.contains(method.name()),
+                "{width}x{height}: {} not shown:\n{screen}",
+                method.name()
+            );
+        }
+        press(&mut app, &[ch('j')]);
+        let screen = draw(&mut terminal, &mut app);
+        assert!(
+            screen.contains(Method::ALL[0].name()),
+            "wrapped to the top:\n{screen}"
+        );
+    }
+}
+
+#[test]
+fn the_search_prompt_follows_the_cursor() {
+    let mut app = app_with(&review_text(), ColorMode::TrueColor);
+    let mut terminal = terminal(40, 20);
+    draw(&mut terminal, &mut app);
+    press(&mut app, &[ch('/')]);
+    let query = "the beginning of a long query that ends here";
+    typed(&mut app, query);
+    let screen = draw(&mut terminal, &mut app);
+    let prompt = screen.lines().nth(18).unwrap();
+    assert!(prompt.contains("ends here"), "{prompt}");
+    assert!(prompt.contains('…'), "the cut start is marked: {prompt}");
+    let cursor = terminal.backend().cursor_position();
+    let end = prompt.find("ends here").unwrap() + "ends here".len();
+    assert_eq!(
+        usize::from(cursor.x),
+        prompt[..end].chars().count(),
+        "{prompt}"
+    );
+    assert!(cursor.x < 39);
+}
+
+#[test]
+fn saving_over_a_change_on_disk_asks_first() {
+    let directory = tempdir();
+    let path = directory.join("changed.txt");
+    std::fs::write(&path, "The film was fine.\n").unwrap();
+    let mut app = app_for_file(&path);
+    press(&mut app, &[ch('i')]);
+    typed(&mut app, " Good.");
+    press(&mut app, &[key(KeyCode::Enter)]);
+    std::fs::write(&path, "Changed elsewhere, and longer.\n").unwrap();
+    assert_eq!(press(&mut app, &[ctrl('s')]), [KeyOutcome::Handled]);
+    let status = app.status.clone().unwrap_or_default();
+    assert!(
+        status.contains("changed on disk") && status.contains("Ctrl-s again"),
+        "{status}"
+    );
+    assert_eq!(
+        press(&mut app, &[ctrl('s')]),
+        [KeyOutcome::Effect(Effect::Save)],
+        "a second Ctrl-s writes"
+    );
+    app.document.save().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "The film was fine. Good.\n"
+    );
+
+    // Noticed by the run loop earlier (its stamp moved on): still asked.
+    std::fs::write(&path, "Changed again.\n").unwrap();
+    app.document.stamp = app.document.current_stamp();
+    app.document.changed_outside = true;
+    press(&mut app, &[ch('i')]);
+    typed(&mut app, "!");
+    assert_eq!(
+        press(&mut app, &[ctrl('s'), ch('j'), ctrl('s')]),
+        [
+            KeyOutcome::Handled,
+            KeyOutcome::Handled,
+            KeyOutcome::Handled
+        ],
+        "a key in between asks again"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "Changed again.\n");
+}
+
+#[test]
+fn ctrl_s_in_the_edit_box_keeps_the_edit_and_saves() {
+    let directory = tempdir();
+    let path = directory.join("edit-save.txt");
+    std::fs::write(&path, "The film was fine.\n").unwrap();
+    let mut app = app_for_file(&path);
+    press(&mut app, &[ch('i')]);
+    typed(&mut app, " Truly.");
+    assert_eq!(
+        press(&mut app, &[ctrl('s')]),
+        [KeyOutcome::Effect(Effect::Save)]
+    );
+    assert!(app.popup.is_none(), "the edit box closed");
+    assert_eq!(app.document.text, "The film was fine. Truly.\n");
+    app.document.save().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "The film was fine. Truly.\n"
+    );
+}
+
 fn tempdir() -> PathBuf {
     let directory = std::env::temp_dir().join(format!(
         "tokenlens-tui-{}-{:?}",
@@ -819,4 +1369,74 @@ fn tempdir() -> PathBuf {
     ));
     std::fs::create_dir_all(&directory).unwrap();
     directory
+}
+
+#[test]
+fn random_keys_and_clicks_never_panic() {
+    let keys: Vec<KeyEvent> = ["jkgG]/[cCmnNpwei?qx🇯👨\u{200d}é "]
+        .iter()
+        .flat_map(|s| s.chars().map(ch))
+        .chain([
+            key(KeyCode::Enter),
+            key(KeyCode::Esc),
+            key(KeyCode::Tab),
+            key(KeyCode::BackTab),
+            key(KeyCode::Backspace),
+            key(KeyCode::Delete),
+            key(KeyCode::Left),
+            key(KeyCode::Right),
+            key(KeyCode::Home),
+            key(KeyCode::End),
+            key(KeyCode::PageDown),
+            key(KeyCode::PageUp),
+            key(KeyCode::Down),
+            key(KeyCode::Up),
+            ctrl('d'),
+            ctrl('u'),
+            ctrl('s'),
+            ctrl('c'),
+        ])
+        .collect();
+    let texts = [
+        String::new(),
+        "\n\n".into(),
+        review_text(),
+        long_unit_text(),
+        "🇯🇵 e\u{301} 👨\u{200d}👩\u{200d}👧\u{200d}👦\r\nA\ttab.".into(),
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound as u64) as usize
+    };
+    for text in &texts {
+        for (width, height) in [(12, 4), (40, 8), (100, 12)] {
+            let mut app = app_with(text, ColorMode::TrueColor);
+            let mut terminal = terminal(width, height);
+            for step in 0..300 {
+                if next(8) == 0 {
+                    let kind = [
+                        MouseEventKind::ScrollDown,
+                        MouseEventKind::ScrollUp,
+                        MouseEventKind::Down(MouseButton::Left),
+                    ][next(3)];
+                    app.handle_mouse(MouseEvent {
+                        kind,
+                        column: next(width as usize) as u16,
+                        row: next(height as usize) as u16,
+                        modifiers: KeyModifiers::NONE,
+                    });
+                } else {
+                    app.handle_key(keys[next(keys.len())], Instant::now());
+                }
+                if step % 150 == 0 {
+                    explain_wanted_now(&mut app, &explainer());
+                }
+                app.tick(Instant::now() + Duration::from_secs(1));
+                draw(&mut terminal, &mut app);
+            }
+        }
+    }
 }

@@ -241,8 +241,8 @@ fn tui_in_tmux_colours_words_and_follows_keys() {
     tmux.wait_for(&[
         "A reloaded closing line.",
         "unit 4/6",
-        // The end of the message may be cut at 100 columns next to the diverging legend.
-        "reloaded: the file",
+        // The message has priority over the legend, so it is shown whole.
+        "reloaded: the file changed on disk",
     ]);
     assert_eq!(
         std::fs::read_to_string(&fixture).unwrap().len(),
@@ -334,6 +334,62 @@ fn missing_and_binary_files_fail_before_the_ui_starts() {
     assert_eq!(piped.status.code(), Some(2), "{piped:?}");
     let stderr = String::from_utf8_lossy(&piped.stderr);
     assert!(stderr.contains("stdout is not one"), "{stderr}");
+}
+
+/// The process ids whose parent is `parent` and whose name starts with `name` (from /proc).
+fn children_named(parent: &str, name: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+            let (head, tail) = stat.rsplit_once(')')?;
+            let (pid, comm) = head.split_once(" (")?;
+            let ppid = tail.split_whitespace().nth(1)?;
+            (ppid == parent && comm.starts_with(name)).then(|| pid.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn signals_restore_the_terminal_and_exit_with_128_plus_the_signal() {
+    let fixture = root().join("fixtures/tui/review.txt");
+    for (signal, status) in [("TERM", "143"), ("HUP", "129"), ("INT", "130")] {
+        let tmux = Tmux::start(&tui_command(&fixture, &[]), 100, 30);
+        tmux.wait_for(&["review.txt", "unit 1/5"]);
+        assert_eq!(tmux.display("#{alternate_on}"), "1", "the UI is up");
+        let shell = tmux.display("#{pane_pid}");
+        let pids = children_named(&shell, "tokenlens");
+        assert_eq!(
+            pids.len(),
+            1,
+            "one tokenlens under the shell {shell}: {pids:?}"
+        );
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &pids[0]])
+            .status()
+            .expect("kill runs");
+        assert!(killed.success());
+        assert_eq!(tmux.wait_for_exit(), status, "SIG{signal}");
+        assert_eq!(
+            tmux.display("#{alternate_on}"),
+            "0",
+            "SIG{signal}: alternate screen left"
+        );
+        assert_eq!(
+            tmux.display("#{mouse_any_flag}"),
+            "0",
+            "SIG{signal}: mouse capture released"
+        );
+        assert_eq!(
+            tmux.display("#{cursor_flag}"),
+            "1",
+            "SIG{signal}: cursor shown"
+        );
+    }
 }
 
 /// Not a test by itself: `terminal_is_restored_after_a_panic` runs it inside tmux.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
+use unicode_segmentation::UnicodeSegmentation;
 
 use super::document::Document;
 use super::layout::{self, RowSpan};
@@ -27,6 +28,8 @@ pub const EDIT_DEBOUNCE: Duration = Duration::from_millis(250);
 const LOOKAHEAD_UNITS: usize = 24;
 /// Units scanned by `]` / `[` before giving up (keeps the keys instant in a 10 MB file).
 const INFLUENTIAL_SCAN_UNITS: usize = 2000;
+/// Rows one step of the mouse wheel scrolls.
+const WHEEL_ROWS: isize = 3;
 /// A word counts as influential from this display intensity on (relevance bucket 3 of 5).
 const INFLUENTIAL_INTENSITY: f64 = 0.4;
 
@@ -183,6 +186,10 @@ pub struct ScreenMap {
     /// (screen row, index into the ranking) for each visible ranking entry.
     pub ranking_rows: Vec<(u16, usize)>,
     pub ranking_x: Range<u16>,
+    /// How far the help overlay can scroll at the last frame's size (0: it all fits).
+    pub help_scroll_max: usize,
+    /// Rows of the help overlay on screen (a page for PgDn / PgUp).
+    pub help_rows: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -236,6 +243,12 @@ pub struct App {
     pub spinner_tick: usize,
     /// Visible units in the last frame.
     pub visible_units: Range<usize>,
+    /// First row of the help overlay shown.
+    pub help_scroll: usize,
+    /// A quit key was pressed with unsaved edits (and a warning shown); the next key decides.
+    quit_armed: bool,
+    /// Ctrl-s was pressed while the file had changed on disk (and a warning shown).
+    save_armed: bool,
 }
 
 impl App {
@@ -272,6 +285,9 @@ impl App {
             screen: ScreenMap::default(),
             spinner_tick: 0,
             visible_units: visible,
+            help_scroll: 0,
+            quit_armed: false,
+            save_armed: false,
         }
     }
 
@@ -543,6 +559,29 @@ impl App {
                 break;
             }
         }
+        let max = self.max_top();
+        if (self.top.unit, self.top.row) > (max.unit, max.row) {
+            self.top = max;
+        }
+    }
+
+    /// The furthest the view can scroll: the last row of the text on the last row of the pane
+    /// (the very start when the whole text fits), so scrolling never shows empty rows below it.
+    fn max_top(&mut self) -> ViewTop {
+        let mut remaining = self.text_height;
+        let mut unit = self.unit_count();
+        while unit > 0 {
+            unit -= 1;
+            let height = self.block_height(unit);
+            if height >= remaining {
+                return ViewTop {
+                    unit,
+                    row: height - remaining,
+                };
+            }
+            remaining -= height;
+        }
+        ViewTop::default()
     }
 
     fn scroll_up(&mut self, rows: usize) {
@@ -584,6 +623,11 @@ impl App {
         self.cursor = self.cursor.min(count - 1);
         let cursor = self.cursor;
         let content_start = self.separator_rows(cursor);
+        // A unit taller than the pane that starts above it fills the screen whatever part of it
+        // is shown: jumping back to its start would lose the word being looked at.
+        if cursor == self.top.unit && self.unit_rows(cursor).len() > self.text_height {
+            return;
+        }
         if cursor < self.top.unit || (cursor == self.top.unit && self.top.row > content_start) {
             self.top = ViewTop {
                 unit: cursor,
@@ -630,6 +674,58 @@ impl App {
         self.top = ViewTop::default();
     }
 
+    /// Scrolls, if needed, so the row of unit `unit` holding byte `byte` of its text is on
+    /// screen (in a unit taller than the pane it may be far below the unit's start). A row that
+    /// has to be scrolled to lands in the middle of the pane, with context on both sides.
+    fn ensure_byte_visible(&mut self, unit: usize, byte: usize) {
+        if unit >= self.unit_count() {
+            return;
+        }
+        let row = self
+            .unit_rows(unit)
+            .iter()
+            .rposition(|r| r.start <= byte)
+            .unwrap_or(0);
+        let target = self.separator_rows(unit) + row;
+        let context = self.text_height / 2;
+        if unit < self.top.unit || (unit == self.top.unit && target < self.top.row) {
+            self.top = ViewTop { unit, row: target };
+            self.scroll_up(context);
+            return;
+        }
+        // Screen rows from the top of the pane down to the target row.
+        let mut offset = 0;
+        let mut at = self.top.unit;
+        let mut skip = self.top.row;
+        while at < unit && offset < self.text_height {
+            offset += self.block_height(at).saturating_sub(skip);
+            skip = 0;
+            at += 1;
+        }
+        let offset = offset + target.saturating_sub(skip);
+        if at == unit && offset < self.text_height {
+            return;
+        }
+        self.top = ViewTop { unit, row: target };
+        self.scroll_up(context);
+        let max = self.max_top();
+        if (self.top.unit, self.top.row) > (max.unit, max.row) {
+            self.top = max;
+        }
+    }
+
+    /// Brings the selected word of the cursor unit on screen.
+    fn ensure_selection_visible(&mut self) {
+        let Some(span) = self.selected_span else {
+            return;
+        };
+        if let UnitState::Ready(scores) = self.unit_state(self.cursor)
+            && let Some(span) = scores.spans.get(span)
+        {
+            self.ensure_byte_visible(self.cursor, span.start);
+        }
+    }
+
     fn move_cursor_to(&mut self, unit: usize) {
         let unit = unit.min(self.unit_count().saturating_sub(1));
         if unit != self.cursor {
@@ -667,17 +763,21 @@ impl App {
         if key.kind == KeyEventKind::Release {
             return KeyOutcome::Ignored;
         }
+        // A warning that asks to press a key again holds for the very next key only: any other
+        // key means the user moved on.
+        let quit_confirmed = std::mem::take(&mut self.quit_armed);
+        let save_confirmed = std::mem::take(&mut self.save_armed);
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && key.code == KeyCode::Char('c') {
-            return KeyOutcome::Effect(Effect::Quit);
+            return self.request_quit(quit_confirmed, "Ctrl-c");
         }
         if self.popup.is_some() {
-            return self.handle_popup_key(key, now);
+            return self.handle_popup_key(key, now, save_confirmed);
         }
         let was_pending_g = std::mem::take(&mut self.pending_g);
         let page = self.text_height.max(2) as isize;
         match (key.code, ctrl) {
-            (KeyCode::Char('q'), false) => return KeyOutcome::Effect(Effect::Quit),
+            (KeyCode::Char('q'), false) => return self.request_quit(quit_confirmed, "q"),
             (KeyCode::Esc, _) => {
                 self.search = None;
                 self.selected_span = None;
@@ -735,21 +835,91 @@ impl App {
             }
             (KeyCode::Char('e'), false) => self.popup = Some(Popup::ExportPrompt),
             (KeyCode::Char('r'), false) => return KeyOutcome::Effect(Effect::Reload),
-            (KeyCode::Char('s'), true) => return KeyOutcome::Effect(Effect::Save),
-            (KeyCode::Char('?'), _) | (KeyCode::F(1), _) => self.popup = Some(Popup::Help),
+            (KeyCode::Char('s'), true) => return self.request_save(save_confirmed),
+            (KeyCode::Char('?'), _) | (KeyCode::F(1), _) => {
+                self.help_scroll = 0;
+                self.popup = Some(Popup::Help);
+            }
             (KeyCode::Char('i'), false) => self.start_edit(),
             _ => return KeyOutcome::Ignored,
         }
         KeyOutcome::Handled
     }
 
-    fn handle_popup_key(&mut self, key: KeyEvent, now: Instant) -> KeyOutcome {
+    /// Whether quitting now would lose work: edits not written to the file, or an edit box
+    /// whose text differs from the unit.
+    pub fn has_unsaved_edits(&self) -> bool {
+        self.document.modified
+            || matches!(&self.popup, Some(Popup::Edit(edit))
+                if edit.buffer != self.document.unit_text(edit.unit))
+    }
+
+    /// Quits, unless that would drop unsaved edits and this is not the confirming second press.
+    fn request_quit(&mut self, confirmed: bool, key: &str) -> KeyOutcome {
+        if confirmed || !self.has_unsaved_edits() {
+            return KeyOutcome::Effect(Effect::Quit);
+        }
+        self.quit_armed = true;
+        let save = if self.document.path().is_some() {
+            "Ctrl-s saves"
+        } else {
+            "the text came from stdin, e exports it"
+        };
+        self.status = Some(format!(
+            "unsaved edits: {save}, {key} again quits without saving"
+        ));
+        KeyOutcome::Handled
+    }
+
+    /// Saves, unless the file changed on disk since it was read (saving would silently drop
+    /// that change) and this is not the confirming second Ctrl-s.
+    fn request_save(&mut self, confirmed: bool) -> KeyOutcome {
+        let changed = self.document.path().is_some()
+            && (self.document.changed_outside || self.document.changed_on_disk());
+        if changed && !confirmed {
+            self.save_armed = true;
+            self.status = Some(
+                "the file changed on disk since it was loaded; Ctrl-s again overwrites it, r reloads and drops your edits"
+                    .into(),
+            );
+            return KeyOutcome::Handled;
+        }
+        KeyOutcome::Effect(Effect::Save)
+    }
+
+    fn scroll_help(&mut self, rows: isize) {
+        self.help_scroll = self
+            .help_scroll
+            .saturating_add_signed(rows)
+            .min(self.screen.help_scroll_max);
+    }
+
+    fn handle_popup_key(
+        &mut self,
+        key: KeyEvent,
+        now: Instant,
+        save_confirmed: bool,
+    ) -> KeyOutcome {
         let Some(popup) = self.popup.as_mut() else {
             return KeyOutcome::Ignored;
         };
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match popup {
-            Popup::Help | Popup::WordDetails { .. } => match key.code {
+            Popup::Help => match key.code {
+                KeyCode::Esc | KeyCode::Char('q' | '?') | KeyCode::Enter | KeyCode::F(1) => {
+                    self.popup = None
+                }
+                KeyCode::Char('j') | KeyCode::Down => self.scroll_help(1),
+                KeyCode::Char('k') | KeyCode::Up => self.scroll_help(-1),
+                KeyCode::PageDown | KeyCode::Char(' ') => {
+                    self.scroll_help(self.screen.help_rows.max(2) as isize - 1)
+                }
+                KeyCode::PageUp => self.scroll_help(-(self.screen.help_rows.max(2) as isize - 1)),
+                KeyCode::Home | KeyCode::Char('g') => self.help_scroll = 0,
+                KeyCode::End | KeyCode::Char('G') => self.help_scroll = self.screen.help_scroll_max,
+                _ => return KeyOutcome::Ignored,
+            },
+            Popup::WordDetails { .. } => match key.code {
                 KeyCode::Esc | KeyCode::Char('q' | '?') | KeyCode::Enter | KeyCode::F(1) => {
                     self.popup = None
                 }
@@ -821,31 +991,29 @@ impl App {
                         self.apply_edit(unit, &buffer);
                         return KeyOutcome::Handled;
                     }
+                    KeyCode::Char('s') if ctrl => {
+                        let (unit, buffer) = (edit.unit, edit.buffer.clone());
+                        self.popup = None;
+                        self.apply_edit(unit, &buffer);
+                        return self.request_save(save_confirmed);
+                    }
                     KeyCode::Char(c) if !ctrl => {
                         edit.buffer.insert(edit.caret, c);
                         edit.caret += c.len_utf8();
                     }
+                    // Whole grapheme clusters: half a flag or a family emoji without its joiner
+                    // would leave text the user never typed.
                     KeyCode::Backspace => {
-                        if let Some(c) = edit.buffer[..edit.caret].chars().next_back() {
-                            edit.caret -= c.len_utf8();
-                            edit.buffer.remove(edit.caret);
-                        }
+                        let start = previous_grapheme(&edit.buffer, edit.caret);
+                        edit.buffer.replace_range(start..edit.caret, "");
+                        edit.caret = start;
                     }
                     KeyCode::Delete => {
-                        if edit.caret < edit.buffer.len() {
-                            edit.buffer.remove(edit.caret);
-                        }
+                        let end = next_grapheme(&edit.buffer, edit.caret);
+                        edit.buffer.replace_range(edit.caret..end, "");
                     }
-                    KeyCode::Left => {
-                        if let Some(c) = edit.buffer[..edit.caret].chars().next_back() {
-                            edit.caret -= c.len_utf8();
-                        }
-                    }
-                    KeyCode::Right => {
-                        if let Some(c) = edit.buffer[edit.caret..].chars().next() {
-                            edit.caret += c.len_utf8();
-                        }
-                    }
+                    KeyCode::Left => edit.caret = previous_grapheme(&edit.buffer, edit.caret),
+                    KeyCode::Right => edit.caret = next_grapheme(&edit.buffer, edit.caret),
                     KeyCode::Home => edit.caret = 0,
                     KeyCode::End => edit.caret = edit.buffer.len(),
                     _ => return KeyOutcome::Ignored,
@@ -885,6 +1053,7 @@ impl App {
         if let Some(position) = self.ranking().iter().position(|&s| s == span) {
             self.ranking_index = position;
         }
+        self.ensure_selection_visible();
     }
 
     /// Selects the word at the ranking's highlighted entry.
@@ -892,6 +1061,7 @@ impl App {
         if let Some(&span) = self.ranking().get(self.ranking_index) {
             self.selected_span = Some(span);
             self.ensure_cursor_visible();
+            self.ensure_selection_visible();
         }
     }
 
@@ -1051,6 +1221,8 @@ impl App {
                 self.search = Some((query.clone(), Some(at)));
                 if let Some(unit) = self.document.unit_at_byte(at) {
                     self.move_cursor_to(unit);
+                    let start = self.document.units[unit].start;
+                    self.ensure_byte_visible(unit, at.saturating_sub(start));
                 }
                 self.status = Some(format!("/{query}"));
             }
@@ -1108,8 +1280,14 @@ impl App {
 
     pub fn handle_mouse(&mut self, mouse: MouseEvent) -> KeyOutcome {
         match mouse.kind {
-            MouseEventKind::ScrollDown if self.popup.is_none() => self.scroll_page(3),
-            MouseEventKind::ScrollUp if self.popup.is_none() => self.scroll_page(-3),
+            MouseEventKind::ScrollDown if self.popup.is_none() => self.scroll_page(WHEEL_ROWS),
+            MouseEventKind::ScrollUp if self.popup.is_none() => self.scroll_page(-WHEEL_ROWS),
+            MouseEventKind::ScrollDown if matches!(self.popup, Some(Popup::Help)) => {
+                self.scroll_help(WHEEL_ROWS)
+            }
+            MouseEventKind::ScrollUp if matches!(self.popup, Some(Popup::Help)) => {
+                self.scroll_help(-WHEEL_ROWS)
+            }
             MouseEventKind::Down(MouseButton::Left) => return self.click(mouse.column, mouse.row),
             _ => return KeyOutcome::Ignored,
         }
@@ -1181,6 +1359,24 @@ fn carry_over(mut stale: UnitScores, text: &str) -> UnitScores {
         .spans
         .retain(|s| text.get(s.start..s.end) == Some(s.text.as_str()));
     stale
+}
+
+/// The start of the grapheme cluster that ends at byte `at` of `text` (0 at the start).
+fn previous_grapheme(text: &str, at: usize) -> usize {
+    match text.get(..at) {
+        Some(before) => before
+            .grapheme_indices(true)
+            .next_back()
+            .map_or(0, |(start, _)| start),
+        None => at.min(text.len()),
+    }
+}
+
+/// The end of the grapheme cluster that starts at byte `at` of `text` (`at` at the end).
+fn next_grapheme(text: &str, at: usize) -> usize {
+    text.get(at..)
+        .and_then(|after| after.graphemes(true).next())
+        .map_or(at.min(text.len()), |g| at + g.len())
 }
 
 fn find_ascii_case_insensitive(haystack: &str, needle: &str, from: usize) -> Option<usize> {

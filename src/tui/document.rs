@@ -40,6 +40,12 @@ pub struct Document {
     /// False while only a prefix of a large text is split into units (the rest follows from
     /// [`Document::split_in_background`]).
     pub units_complete: bool,
+    /// The file started with a UTF-8 byte order mark. `text` never holds it (the model and the
+    /// byte offsets must not see it), so [`Document::save`] writes it back in front.
+    pub bom: bool,
+    /// The file changed on disk while edits made here were kept: saving would overwrite that
+    /// change, so the UI asks first.
+    pub changed_outside: bool,
 }
 
 /// Texts longer than this open with only their first paragraphs split; the whole text is split
@@ -58,7 +64,7 @@ impl Document {
         } else {
             Source::File(PathBuf::from(argument))
         };
-        let text = read_source(&source)?;
+        let (text, bom) = read_source(&source)?;
         let prefix_end = (text.len() > SPLIT_AT_ONCE_BYTES)
             .then(|| text[..SPLIT_AT_ONCE_BYTES].rfind("\n\n"))
             .flatten();
@@ -71,6 +77,7 @@ impl Document {
             None => Document::from_text(source, text, unit),
         };
         document.stamp = document.current_stamp();
+        document.bom = bom;
         Ok(document)
     }
 
@@ -97,6 +104,8 @@ impl Document {
             stamp: None,
             revision: 0,
             units_complete,
+            bom: false,
+            changed_outside: false,
         }
     }
 
@@ -188,12 +197,14 @@ impl Document {
 
     /// Reads the source again, dropping unsaved edits.
     pub fn reload(&mut self) -> Result<()> {
-        let text = read_source(&self.source)?;
+        let (text, bom) = read_source(&self.source)?;
         self.units = segments(&text, self.unit);
         self.text = text;
+        self.bom = bom;
         self.units_complete = true;
         self.revision += 1;
         self.modified = false;
+        self.changed_outside = false;
         self.stamp = self.current_stamp();
         Ok(())
     }
@@ -206,11 +217,15 @@ impl Document {
                     .into(),
             ));
         };
-        std::fs::write(&path, &self.text).map_err(|source| Error::Output {
-            path: path.clone(),
-            source,
+        let bom: &[u8] = if self.bom { UTF8_BOM } else { b"" };
+        std::fs::write(&path, [bom, self.text.as_bytes()].concat()).map_err(|source| {
+            Error::Output {
+                path: path.clone(),
+                source,
+            }
         })?;
         self.modified = false;
+        self.changed_outside = false;
         self.stamp = self.current_stamp();
         Ok(path)
     }
@@ -230,7 +245,10 @@ impl Document {
     }
 }
 
-fn read_source(source: &Source) -> Result<String> {
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The text of `source` and whether it began with a byte order mark.
+fn read_source(source: &Source) -> Result<(String, bool)> {
     let (name, bytes) = match source {
         Source::File(path) => {
             if path.is_dir() {
@@ -260,7 +278,8 @@ fn read_source(source: &Source) -> Result<String> {
             return Err(Error::Usage(format!("{name} has no source to read again")));
         }
     };
-    decode_text(&name, bytes)
+    let bom = bytes.starts_with(UTF8_BOM);
+    Ok((decode_text(&name, bytes)?, bom))
 }
 
 /// The text of `bytes`, or an error for binary data (a NUL byte near the start, as git and grep
@@ -272,7 +291,7 @@ pub fn decode_text(name: &str, bytes: Vec<u8>) -> Result<String> {
             "{name} looks like a binary file (NUL byte at offset {offset}); tokenlens tui reads UTF-8 text"
         )));
     }
-    let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+    let bytes = match bytes.strip_prefix(UTF8_BOM) {
         Some(rest) => rest.to_vec(),
         None => bytes,
     };

@@ -3,7 +3,10 @@
 
 /// (keys, what they do), in the order the help overlay lists them.
 pub const KEY_HELP: &[(&str, &str)] = &[
-    ("q  Ctrl-c", "quit"),
+    (
+        "q  Ctrl-c",
+        "quit (with unsaved edits it asks first: press again to quit)",
+    ),
     ("Esc", "close a popup; clear search and selection"),
     (
         "j k  ↓ ↑",
@@ -31,14 +34,17 @@ pub const KEY_HELP: &[(&str, &str)] = &[
     ),
     (
         "Ctrl-s",
-        "write edits to the file (nothing is written otherwise)",
+        "write edits to the file (nothing is written otherwise; also in i)",
     ),
     (
         "r",
         "reload the file (it also reloads when changed on disk)",
     ),
-    ("? F1", "this help"),
-    ("mouse", "click a word for its details; wheel scrolls"),
+    ("? F1", "this help (j/k, PgDn/PgUp or the wheel scroll it)"),
+    (
+        "mouse",
+        "click a word for its details; the wheel scrolls 3 rows",
+    ),
 ];
 
 /// The short hints on the status bar.

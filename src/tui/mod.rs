@@ -8,7 +8,8 @@
 //! - `export`: the visible units as HTML or JSON.
 //!
 //! This module owns the terminal: raw mode, the alternate screen and mouse capture are undone on
-//! every exit path, a panic included.
+//! every exit path, a panic and SIGTERM, SIGHUP or SIGINT included (those end the program with
+//! status 128 + the signal's number, as the shell reports a process killed by them).
 
 pub mod app;
 pub mod document;
@@ -48,7 +49,15 @@ const DISK_CHECK: Duration = Duration::from_millis(500);
 /// errors are printed before the terminal is touched.
 pub fn run(mut app: App, explainer: Arc<Explainer>) -> Result<()> {
     let worker = Worker::spawn(explainer);
-    with_terminal(|terminal| event_loop(terminal, &mut app, &worker)).map_err(terminal_error)?
+    let handlers = signals::Handlers::install();
+    let outcome = with_terminal(|terminal| event_loop(terminal, &mut app, &worker));
+    // The terminal is restored by now. A signal outranks whatever the loop returned: after a
+    // hangup, drawing fails only because the terminal is gone.
+    if let Some(signal) = signals::received() {
+        drop(handlers);
+        std::process::exit(128 + signal);
+    }
+    outcome.map_err(terminal_error)?
 }
 
 /// Runs `body` with the terminal in raw mode on the alternate screen with mouse capture, and
@@ -141,6 +150,9 @@ fn event_loop(
     let mut last_disk_check = Instant::now();
     let mut background_split = app.document.split_in_background();
     loop {
+        if signals::received().is_some() {
+            return Ok(());
+        }
         if let Some(Ok((revision, units))) = background_split.as_ref().map(|r| r.try_recv()) {
             background_split = None;
             // The units already shown keep their indices, so cursor, layout and edits stay valid.
@@ -182,6 +194,9 @@ fn event_loop(
             if let KeyOutcome::Effect(effect) = outcome
                 && perform(effect, app) == Flow::Quit
             {
+                return Ok(());
+            }
+            if signals::received().is_some() {
                 return Ok(());
             }
             if !event::poll(Duration::ZERO).map_err(terminal_error)? {
@@ -243,6 +258,9 @@ fn follow_disk_changes(app: &mut App) {
     let editing = matches!(app.popup, Some(Popup::Edit(_)));
     if app.document.modified || editing {
         app.document.stamp = app.document.current_stamp();
+        // Noticed once (the stamp moves on), but remembered for Ctrl-s, which asks before
+        // overwriting the change.
+        app.document.changed_outside = true;
         app.status = Some("the file changed on disk; r reloads it (and drops your edits)".into());
     } else if app.document.current_stamp().is_none() {
         app.document.stamp = None;
@@ -274,6 +292,85 @@ pub fn explain_wanted_now(app: &mut App, explainer: &Explainer) {
             for response in worker::explain(explainer, group) {
                 app.receive(response);
             }
+        }
+    }
+}
+
+/// SIGTERM, SIGHUP (the terminal closed) and SIGINT (`kill -INT`; Ctrl-c itself arrives as a key
+/// in raw mode) would otherwise kill the process with the terminal still in raw mode on the
+/// alternate screen. The handler only records the signal; the event loop sees it within a frame
+/// and returns, so the terminal is restored on the normal path.
+#[cfg(unix)]
+mod signals {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    const HANDLED: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGHUP, libc::SIGINT];
+
+    /// The signal received (0: none).
+    static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+    extern "C" fn record(signal: libc::c_int) {
+        // An atomic store is async-signal-safe.
+        RECEIVED.store(signal, Ordering::SeqCst);
+    }
+
+    pub fn received() -> Option<i32> {
+        match RECEIVED.load(Ordering::SeqCst) {
+            0 => None,
+            signal => Some(signal),
+        }
+    }
+
+    /// The handlers while the UI runs; the previous ones come back on drop.
+    pub struct Handlers {
+        previous: Vec<(libc::c_int, libc::sigaction)>,
+    }
+
+    impl Handlers {
+        pub fn install() -> Handlers {
+            let mut previous = Vec::new();
+            for signal in HANDLED {
+                // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value before the
+                // fields are set; `record` only touches an atomic, so it is safe to run as a
+                // handler at any point of the program.
+                unsafe {
+                    let mut action: libc::sigaction = std::mem::zeroed();
+                    action.sa_sigaction = record as extern "C" fn(libc::c_int) as usize;
+                    libc::sigemptyset(&mut action.sa_mask);
+                    action.sa_flags = libc::SA_RESTART;
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(signal, &action, &mut old) == 0 {
+                        previous.push((signal, old));
+                    }
+                }
+            }
+            Handlers { previous }
+        }
+    }
+
+    impl Drop for Handlers {
+        fn drop(&mut self) {
+            for (signal, old) in &self.previous {
+                // SAFETY: `old` is the action `sigaction` returned for this signal.
+                unsafe {
+                    libc::sigaction(*signal, old, std::ptr::null_mut());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod signals {
+    pub fn received() -> Option<i32> {
+        None
+    }
+
+    pub struct Handlers;
+
+    impl Handlers {
+        pub fn install() -> Handlers {
+            Handlers
         }
     }
 }

@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::text::fit;
 use crate::tui::app::{App, TargetChoice, UnitState};
-use crate::tui::view::text::spinner;
+use crate::tui::view::text::{NO_TEXT, spinner};
 
 const BAR_CELLS: usize = 10;
 const LABEL_COLUMNS: usize = 12;
@@ -55,6 +55,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     title.extend(field("method", settings.method.name().to_string()));
     title.extend(field("target", target));
     let mut lines = vec![Line::from(title)];
+    let block = Block::default()
+        .borders(Borders::BOTTOM)
+        .border_style(theme.border(false));
+    if app.unit_count() == 0 {
+        // Nothing will ever be explained: a spinner here would wait forever.
+        lines.push(Line::styled(NO_TEXT, theme.dim()));
+        frame.render_widget(Paragraph::new(lines).block(block), area);
+        return;
+    }
 
     let per_row = classes_per_row(area.width);
     let explained_class = match (&state, settings.target) {
@@ -130,9 +139,6 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     if !row.is_empty() {
         lines.push(Line::from(row));
     }
-    let block = Block::default()
-        .borders(Borders::BOTTOM)
-        .border_style(theme.border(false));
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 

@@ -16,6 +16,8 @@ use super::app::{App, Pane};
 /// Narrower than this, the word ranking is hidden (Tab shows it over the text instead).
 pub const SIDE_PANEL_MIN_WIDTH: u16 = 80;
 const SIDE_PANEL_WIDTH: u16 = 30;
+/// The status bar: a message line and a line of key hints.
+const STATUS_ROWS: u16 = 2;
 
 /// Draws the whole screen and records where things went (for the mouse).
 pub fn render(frame: &mut Frame, app: &mut App) {
@@ -24,7 +26,7 @@ pub fn render(frame: &mut Frame, app: &mut App) {
     let [header_area, body, status_area] = Layout::vertical([
         Constraint::Length(header_height),
         Constraint::Min(3),
-        Constraint::Length(2),
+        Constraint::Length(STATUS_ROWS),
     ])
     .areas(area);
     app.side_panel_visible = area.width >= SIDE_PANEL_MIN_WIDTH;
@@ -49,7 +51,7 @@ pub fn render(frame: &mut Frame, app: &mut App) {
     }
     header::render(frame, header_area, app);
     status::render(frame, status_area, app);
-    popup::render(frame, area, app);
+    popup::render(frame, area, status_area.height, app);
 }
 
 /// A rectangle of at most `width` × `height` centred in `area`.

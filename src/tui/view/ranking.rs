@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use unicode_width::UnicodeWidthStr;
 
-use super::text::{fit, spinner};
+use super::text::{NO_TEXT, fit, spinner};
 use crate::tui::app::{App, Granularity, Pane, UnitState};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
@@ -18,12 +18,21 @@ pub fn render(frame: &mut Frame, area: Rect, app: &mut App) {
         Granularity::Words => "words",
         Granularity::Pieces => "pieces",
     };
+    let title = if app.unit_count() == 0 {
+        format!(" {noun} ")
+    } else {
+        format!(" {noun} of unit {} ", app.cursor + 1)
+    };
     let block = Block::bordered()
-        .title(format!(" {noun} of unit {} ", app.cursor + 1))
+        .title(title)
         .border_style(theme.border(focused));
     let inner = block.inner(area);
     frame.render_widget(Clear, area);
     frame.render_widget(block, area);
+    if app.unit_count() == 0 {
+        frame.render_widget(Paragraph::new(NO_TEXT).style(theme.dim()), inner);
+        return;
+    }
     let state = app.unit_state(app.cursor);
     let scores = match &state {
         UnitState::Ready(scores) => scores.clone(),

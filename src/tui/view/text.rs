@@ -18,6 +18,9 @@ use crate::tui::theme::Theme;
 /// Gutter columns: a cursor mark, the label (up to 9 columns) and a space.
 pub const GUTTER_WIDTH: u16 = 11;
 const SPINNER: [&str; 4] = ["◐", "◓", "◑", "◒"];
+/// Shown instead of probabilities and words when the document has no unit (an empty or
+/// blank-only file), where nothing is ever explained.
+pub const NO_TEXT: &str = "no text to explain";
 
 pub fn spinner(tick: usize) -> &'static str {
     SPINNER[tick % SPINNER.len()]
