@@ -50,16 +50,20 @@ fn review_text() -> String {
 }
 
 fn app_with(text: &str, mode: ColorMode) -> App {
-    let explainer = explainer();
     let document = Document::from_text(
         Source::Memory("review.txt".into()),
         text.into(),
         Unit::Sentence,
     );
+    app_of(document, mode)
+}
+
+/// The app the tests drive: the tiny model's labels, default view settings.
+fn app_of(document: Document, mode: ColorMode) -> App {
     App::new(
         document,
         "tiny-bert".into(),
-        explainer.labels().to_vec(),
+        explainer().labels().to_vec(),
         ViewSettings {
             method: Method::CheferLrpAllLayers,
             target: TargetChoice::Predicted,
@@ -639,21 +643,7 @@ fn editing_recolours_after_a_pause_and_never_writes_the_file() {
     let directory = tempdir();
     let path = directory.join("note.txt");
     std::fs::write(&path, "The film was fine.\n").unwrap();
-    let explainer = explainer();
-    let document = Document::open(path.to_str().unwrap(), Unit::Sentence).unwrap();
-    let mut app = App::new(
-        document,
-        "tiny-bert".into(),
-        explainer.labels().to_vec(),
-        ViewSettings {
-            method: Method::CheferLrpAllLayers,
-            target: TargetChoice::Predicted,
-            normalization: Normalization::MaxAbs,
-            palette: Palette::BlueOrange,
-            granularity: Granularity::Words,
-        },
-        ColorMode::TrueColor,
-    );
+    let mut app = app_for_file(&path);
     let mut terminal = terminal(80, 16);
     settle(&mut terminal, &mut app);
     let start = Instant::now();
@@ -815,21 +805,8 @@ fn a_large_document_opens_without_explaining_it_all() {
 
 /// An app on a real file, so saving and changes on disk can be tested.
 fn app_for_file(path: &std::path::Path) -> App {
-    let explainer = explainer();
     let document = Document::open(path.to_str().unwrap(), Unit::Sentence).unwrap();
-    App::new(
-        document,
-        "tiny-bert".into(),
-        explainer.labels().to_vec(),
-        ViewSettings {
-            method: Method::CheferLrpAllLayers,
-            target: TargetChoice::Predicted,
-            normalization: Normalization::MaxAbs,
-            palette: Palette::BlueOrange,
-            granularity: Granularity::Words,
-        },
-        ColorMode::TrueColor,
-    )
+    app_of(document, ColorMode::TrueColor)
 }
 
 fn draw(terminal: &mut Terminal<TestBackend>, app: &mut App) -> String {
