@@ -25,6 +25,11 @@ pub enum Error {
         file: String,
         hint: String,
     },
+    #[error(
+        "model {given:?} not found: no such directory (given with --model, --base or TOKENLENS_MODEL); \
+         pass a Hugging Face model directory (config.json, model.safetensors, tokenizer.json) or a hub id"
+    )]
+    ModelNotFound { given: String },
     #[error("could not read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -67,7 +72,7 @@ pub enum Error {
     BadTokenizer { path: PathBuf, message: String },
     #[error(
         "model {id:?} is not a local directory and could not be fetched from the Hugging Face hub: {message}. \
-         Point --model (or TOKENLENS_MODEL) at a local directory holding config.json, model.safetensors \
+         Give a local directory instead (--model, --base for train, or TOKENLENS_MODEL) holding config.json, model.safetensors \
          (or pytorch_model.bin) and tokenizer.json (or vocab.txt)"
     )]
     Hub { id: String, message: String },

@@ -37,12 +37,8 @@ impl ModelFiles {
             || path.exists()
             || model.matches('/').count() > 1;
         if looks_like_path {
-            return Err(Error::MissingModelFile {
-                dir: path.to_owned(),
-                file: "directory".into(),
-                hint: "the path does not exist or is not a directory; pass a Hugging Face model \
-                       directory (config.json, model.safetensors, tokenizer.json)"
-                    .into(),
+            return Err(Error::ModelNotFound {
+                given: model.to_owned(),
             });
         }
         from_hub(model)

@@ -794,7 +794,7 @@ fn bench_score_prints_a_throughput_table() {
     assert_ok(&output);
     let table = stdout(&output);
     assert!(
-        table.contains("12 texts from fixtures/data/rt-snippets.test.tsv"),
+        table.contains("12 texts from the bundled Rotten Tomatoes test snippets"),
         "{table}"
     );
     assert!(table.contains("sentences/s"), "{table}");

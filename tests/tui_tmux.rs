@@ -392,6 +392,45 @@ fn signals_restore_the_terminal_and_exit_with_128_plus_the_signal() {
     }
 }
 
+#[test]
+fn the_ui_ends_when_its_terminal_goes_away() {
+    let fixture = root().join("fixtures/tui/review.txt");
+    // `trap '' HUP` as under nohup: the hangup itself must end the UI, not only its signal.
+    let command = format!("trap '' HUP; exec {}", tui_command(&fixture, &[]));
+    let tmux = Tmux::start(&command, 100, 30);
+    tmux.wait_for(&["review.txt", "unit 1/5"]);
+    let shell = tmux.display("#{pane_pid}");
+    let mut pids = children_named(&shell, "tokenlens");
+    if pids.is_empty() {
+        pids.push(shell); // the shell exec'ed into tokenlens
+    }
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pids[0]));
+    drop(tmux); // kill-server: the pane's terminal is gone
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while proc_dir.exists() && std::time::Instant::now() < deadline {
+        let stat = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+        if stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        {
+            break; // exited, waiting to be reaped
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stat = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty()
+            || stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z')),
+        "tokenlens {} still runs 10 s after its terminal went away: {stat}",
+        pids[0]
+    );
+}
+
 /// Not a test by itself: `terminal_is_restored_after_a_panic` runs it inside tmux.
 #[test]
 #[ignore = "helper: run by terminal_is_restored_after_a_panic inside tmux"]

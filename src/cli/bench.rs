@@ -7,11 +7,12 @@ use std::time::Instant;
 use clap::Args;
 
 use super::ModelArgs;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, exit_code};
 use crate::explainer::{Explainer, ExplainerOptions, Target};
 use crate::methods::Method;
 
 #[derive(Args, Debug)]
+#[command(after_help = super::EXIT_CODES_HELP)]
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -133,6 +134,9 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         source,
     })?;
     let files = args.model.model_files()?;
+    // A device that cannot work fails here, with its own message and exit code, before the
+    // table starts.
+    crate::device::parse_device(&args.model.device)?;
     println!(
         "method {}  model {}  batch {}  repeats {}  threads {}",
         args.method,
@@ -177,10 +181,10 @@ pub fn run(args: BenchArgs) -> Result<i32> {
                 source,
             })?;
             if !output.status.success() {
-                return Err(Error::Usage(format!(
-                    "benchmark at {length} tokens failed: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                )));
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let reason = stderr.trim().trim_start_matches("tokenlens: ");
+                eprintln!("tokenlens: benchmark at {length} tokens ({precision}) failed: {reason}");
+                return Ok(output.status.code().unwrap_or(exit_code::SOME_FAILED));
             }
             let row: serde_json::Value = serde_json::from_slice(&output.stdout)
                 .map_err(|e| Error::Usage(format!("benchmark child printed no result: {e}")))?;

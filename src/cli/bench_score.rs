@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::ModelArgs;
 use super::score::{self, DEFAULT_METHOD, Item, Scorer};
+use crate::dataset::{self, Columns, LabelColumn};
 use crate::error::{Error, Result, exit_code};
 use crate::explainer::Target;
 use crate::methods::Method;
@@ -23,14 +24,11 @@ use crate::text::Aggregation;
 pub struct BenchScoreArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// TSV file with a header row.
-    #[arg(
-        long,
-        default_value = "fixtures/data/rt-snippets.test.tsv",
-        value_name = "FILE"
-    )]
-    pub input: PathBuf,
-    /// Column of --input holding the texts.
+    /// Texts to score: TSV with a header row, or JSONL [default: the 1,503 Rotten Tomatoes test
+    /// snippets built into tokenlens].
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Column (or JSON field) of --input holding the texts.
     #[arg(long, default_value = "text", value_name = "NAME")]
     pub column: String,
     /// Use only the first N texts.
@@ -48,28 +46,32 @@ fn parse_method(s: &str) -> std::result::Result<Method, String> {
     s.parse::<Method>().map_err(|e| e.to_string())
 }
 
-/// The texts of one TSV column (header row names the columns).
-pub fn read_column(path: &std::path::Path, column: &str) -> Result<Vec<String>> {
-    let content = std::fs::read_to_string(path).map_err(|e| {
-        Error::Usage(format!(
-            "cannot read {}: {e}; pass a TSV file with --input",
-            path.display()
-        ))
-    })?;
-    let mut lines = content.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
-    let index = header.iter().position(|&h| h == column).ok_or_else(|| {
-        Error::Usage(format!(
-            "{} has no column {column:?} (columns: {}); pick one with --column",
-            path.display(),
-            header.join(", ")
-        ))
-    })?;
-    Ok(lines
-        .filter_map(|line| line.split('\t').nth(index))
+/// The default texts, so that the benchmark runs from any directory after `cargo install`.
+const BUNDLED_TEXTS: &str = include_str!("../../fixtures/data/rt-snippets.test.tsv");
+const BUNDLED_NAME: &str = "the bundled Rotten Tomatoes test snippets";
+
+/// The non-blank texts to score and where they came from.
+fn texts(args: &BenchScoreArgs) -> Result<(Vec<String>, String)> {
+    let Some(path) = &args.input else {
+        let texts = BUNDLED_TEXTS
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split('\t').nth(2))
+            .filter(|text| !text.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        return Ok((texts, BUNDLED_NAME.to_owned()));
+    };
+    let columns = Columns {
+        text: Some(&args.column),
+        label: LabelColumn::None,
+    };
+    let texts = dataset::read(path, columns)?
+        .into_iter()
+        .map(|record| record.text)
         .filter(|text| !text.trim().is_empty())
-        .map(str::to_owned)
-        .collect())
+        .collect();
+    Ok((texts, path.display().to_string()))
 }
 
 struct Measurement {
@@ -138,14 +140,13 @@ fn measure(
 }
 
 pub fn run(args: BenchScoreArgs) -> Result<i32> {
-    let mut texts = read_column(&args.input, &args.column)?;
+    let (mut texts, source) = texts(&args)?;
     if let Some(limit) = args.limit {
         texts.truncate(limit);
     }
     if texts.is_empty() {
         return Err(Error::Usage(format!(
-            "{} has no texts in column {:?}",
-            args.input.display(),
+            "{source} has no texts in column {:?}",
             args.column
         )));
     }
@@ -180,7 +181,7 @@ pub fn run(args: BenchScoreArgs) -> Result<i32> {
          model {model} · method {} · precision {} · device {} · {threads} threads\n\n\
          {:<14} {:>10} {:>9} {:>13}\n{table}speed-up of batching: {:.2}x\n",
         texts.len(),
-        args.input.display(),
+        source,
         args.method.name(),
         format!("{:?}", args.model.precision).to_lowercase(),
         args.model.device,

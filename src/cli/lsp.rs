@@ -6,6 +6,7 @@ use super::ModelArgs;
 use crate::error::Result;
 
 #[derive(Args, Debug)]
+#[command(after_help = super::EXIT_CODES_HELP)]
 pub struct LspArgs {
     /// Default model options; the editor's `model` setting overrides `--model`.
     #[command(flatten)]

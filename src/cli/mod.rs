@@ -15,14 +15,23 @@ use crate::error::{Error, Result};
 use crate::explainer::{Explainer, ExplainerOptions};
 use crate::model_dir::ModelFiles;
 
-pub const EXIT_CODES_HELP: &str = "\
+/// The exit-code table of every subcommand's `--help` (a macro so that `concat!` can append it
+/// to a subcommand's own text).
+macro_rules! exit_codes_help {
+    () => {
+        "\
 Exit codes:
   0    everything was scored
   1    some records failed (their error records were written, the rest was scored)
   2    usage error (bad flag, unknown method or label, unusable input file,
        unwritable output)
   3    the model or its tokenizer failed to load
-  130  interrupted (Ctrl-C)";
+  130  interrupted (Ctrl-C)"
+    };
+}
+pub(crate) use exit_codes_help;
+
+pub const EXIT_CODES_HELP: &str = exit_codes_help!();
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,7 +56,7 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Benchmark explanation time and peak memory per sequence length (prints a table).
     Bench(bench::BenchArgs),
-    /// Measure model accuracy and the faithfulness of every method on a labelled TSV file.
+    /// Measure model accuracy and the faithfulness of every method on labelled TSV or JSONL.
     Eval(eval::EvalArgs),
     /// Measure `score` throughput (sentences/s), one text per call versus batched.
     BenchScore(bench_score::BenchScoreArgs),

@@ -670,7 +670,15 @@ fn parse_contrast(explainer: &Explainer, spec: &str, method: Method) -> Result<(
             explainer.labels().join(",")
         )));
     };
-    let (a, b) = (explainer.parse_target(a)?, explainer.parse_target(b)?);
+    let class = |given: &str| {
+        explainer.parse_target(given).map_err(|_| {
+            Error::Usage(format!(
+                "--contrast {spec:?}: unknown class {given:?}; the model's classes are {}",
+                explainer.labels().join(", ")
+            ))
+        })
+    };
+    let (a, b) = (class(a)?, class(b)?);
     if a == b {
         return Err(Error::Usage(format!(
             "--contrast {spec:?} names the same class twice; name two different classes"

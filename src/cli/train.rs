@@ -21,9 +21,12 @@ use crate::train::{self, TrainEvent, TrainOptions};
                   is evaluated after every epoch and the best model is kept. The output directory \
                   (config.json, model.safetensors, tokenizer.json) loads with --model and with \
                   Hugging Face transformers.",
-    after_help = "Example:\n  tokenlens train --base target/models/all-MiniLM-L6-v2 \\\n    \
-                  --train fixtures/data/rt-snippets.train.tsv --dev fixtures/data/rt-snippets.dev.tsv \\\n    \
-                  --labels negative,positive --out my-model"
+    after_help = concat!(
+        "Example:\n  tokenlens train --base target/models/all-MiniLM-L6-v2 \\\n    \
+         --train fixtures/data/rt-snippets.train.tsv --dev fixtures/data/rt-snippets.dev.tsv \\\n    \
+         --labels negative,positive --out my-model\n\n",
+        super::exit_codes_help!()
+    )
 )]
 pub struct TrainArgs {
     /// Encoder to fine-tune: a Hugging Face BERT directory (config.json, model.safetensors,

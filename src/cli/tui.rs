@@ -17,7 +17,10 @@ use crate::tui::theme::ColorMode;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Keys: ? shows them all inside the UI. NO_COLOR=1 draws markers instead of colours."
+    after_help = concat!(
+        "Keys: ? shows them all inside the UI. NO_COLOR=1 draws markers instead of colours.\n\n",
+        super::exit_codes_help!()
+    )
 )]
 pub struct TuiArgs {
     /// Text file to explain (UTF-8), or - to read stdin.
@@ -35,7 +38,7 @@ pub struct TuiArgs {
     #[arg(long, default_value = "sentence", value_parser = parse_unit)]
     pub unit: Unit,
     /// Display normalisation: maxabs, minmax, l1 or none (n cycles).
-    #[arg(long, default_value = "maxabs", value_parser = parse_normalization)]
+    #[arg(long, visible_alias = "normalize", default_value = "maxabs", value_parser = parse_normalization)]
     pub normalization: Normalization,
     /// Palette: blue-orange or mono (p cycles).
     #[arg(long, default_value = "blue-orange", value_parser = parse_palette)]

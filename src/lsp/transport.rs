@@ -71,6 +71,9 @@ fn framed(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Custom methods of this server that take no parameters.
+const NO_PARAMS_METHODS: &[&str] = &["tokenlens/stats"];
+
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
@@ -85,6 +88,8 @@ fn error_response(id: Value, code: i64, message: &str) -> Vec<u8> {
 pub enum Verdict {
     /// Hand it to the server unchanged.
     Forward,
+    /// Hand this body to the server instead.
+    Rewrite(Vec<u8>),
     /// Answer it with this framed error response instead.
     Answer(Vec<u8>),
 }
@@ -125,6 +130,19 @@ pub fn check(body: &[u8]) -> Verdict {
         ));
     }
     let method = value.get("method").and_then(Value::as_str).unwrap_or("");
+    // tower-lsp-server refuses any `params` for a method that takes none, even an empty object,
+    // which clients send by habit.
+    if NO_PARAMS_METHODS.contains(&method)
+        && value
+            .get("params")
+            .is_some_and(|p| p.as_object().is_some_and(|o| o.is_empty()) || p == &json!([]))
+    {
+        let mut value = value.clone();
+        if let Some(object) = value.as_object_mut() {
+            object.remove("params");
+        }
+        return Verdict::Rewrite(value.to_string().into_bytes());
+    }
     if method.starts_with("$/") && value.get("id").is_some() {
         return Verdict::Answer(error_response(
             id,
@@ -151,7 +169,11 @@ where
         };
         let answer = match frame {
             Frame::Message(body) => match check(&body) {
-                Verdict::Forward => {
+                verdict @ (Verdict::Forward | Verdict::Rewrite(_)) => {
+                    let body = match verdict {
+                        Verdict::Rewrite(rewritten) => rewritten,
+                        _ => body,
+                    };
                     if to_server.write_all(&framed(&body)).await.is_err() {
                         break;
                     }
@@ -196,7 +218,7 @@ mod tests {
                 let (_, json) = text.split_once("\r\n\r\n").unwrap();
                 serde_json::from_str(json).unwrap()
             }
-            Verdict::Forward => panic!("{body} was forwarded"),
+            Verdict::Forward | Verdict::Rewrite(_) => panic!("{body} was forwarded"),
         }
     }
 
@@ -232,6 +254,11 @@ mod tests {
             assert_eq!(reply["error"]["code"], -32600, "{body}");
             assert_eq!(reply["id"], id, "{body}");
         }
+        let stats = r#"{"jsonrpc":"2.0","id":5,"method":"tokenlens/stats","params":{}}"#;
+        assert_eq!(
+            check(stats.as_bytes()),
+            Verdict::Rewrite(br#"{"jsonrpc":"2.0","id":5,"method":"tokenlens/stats"}"#.to_vec())
+        );
         let dollar = answer(r#"{"jsonrpc":"2.0","id":"q","method":"$/unknownRequest"}"#);
         assert_eq!(
             (dollar["id"].clone(), dollar["error"]["code"].clone()),

@@ -50,6 +50,7 @@ const DISK_CHECK: Duration = Duration::from_millis(500);
 pub fn run(mut app: App, explainer: Arc<Explainer>) -> Result<()> {
     let worker = Worker::spawn(explainer);
     let handlers = signals::Handlers::install();
+    signals::exit_when_the_terminal_hangs_up();
     let outcome = with_terminal(|terminal| event_loop(terminal, &mut app, &worker));
     // The terminal is restored by now. A signal outranks whatever the loop returned: after a
     // hangup, drawing fails only because the terminal is gone.
@@ -321,6 +322,32 @@ mod signals {
         }
     }
 
+    /// When the terminal goes away (its window closed, an ssh connection dropped), crossterm's
+    /// reader spins on end-of-file inside `event::read` and never returns to the event loop,
+    /// which would burn a core forever. A thread checks twice a second that the controlling
+    /// terminal still exists (opening `/dev/tty` fails once it is hung up) and ends the process
+    /// as SIGHUP would: there is no screen left to restore.
+    pub fn exit_when_the_terminal_hangs_up() {
+        let terminal_exists = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/tty")
+                .is_ok()
+        };
+        if !terminal_exists() {
+            return;
+        }
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if !terminal_exists() {
+                    std::process::exit(128 + libc::SIGHUP);
+                }
+            }
+        });
+    }
+
     /// The handlers while the UI runs; the previous ones come back on drop.
     pub struct Handlers {
         previous: Vec<(libc::c_int, libc::sigaction)>,
@@ -365,6 +392,8 @@ mod signals {
     pub fn received() -> Option<i32> {
         None
     }
+
+    pub fn exit_when_the_terminal_hangs_up() {}
 
     pub struct Handlers;
 
