@@ -383,8 +383,17 @@ fn malformed_model_directories_name_the_problem() {
 
     let not_there = ModelFiles::resolve("./no/such/model-dir").unwrap_err();
     assert!(
-        not_there.to_string().contains("does not exist"),
+        matches!(not_there, Error::ModelNotFound { ref given } if given == "./no/such/model-dir"),
         "{not_there}"
+    );
+    assert!(
+        not_there.to_string().contains("no such directory")
+            && not_there.to_string().contains("TOKENLENS_MODEL"),
+        "{not_there}"
+    );
+    assert_eq!(
+        not_there.exit_code(),
+        tokenlens::error::exit_code::MODEL_LOAD
     );
 }
 
