@@ -225,22 +225,35 @@ fn extend_over_dropped(text: &str, end: usize, limit: usize) -> usize {
 pub fn words(text: &str, pieces: &[Piece]) -> Vec<WordSpan> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, piece) in pieces.iter().enumerate() {
-        let joined =
-            i > 0 && piece.start < piece.end && joined_by(text, pieces[i - 1].end, piece.start);
+        // Pieces of one character share its span (a Hangul syllable becomes two or three jamo
+        // pieces, each with the syllable's offsets): an overlap joins them too.
+        let overlaps = i > 0 && piece.start < pieces[i - 1].end;
+        let joined = i > 0
+            && piece.start < piece.end
+            && (overlaps || joined_by(text, pieces[i - 1].end, piece.start));
         match groups.last_mut() {
             Some(group) if joined => group.push(i),
             _ => groups.push(vec![i]),
         }
     }
     let symbolic = |i: usize| is_symbolic(text.get(pieces[i].start..pieces[i].end).unwrap_or(""));
-    let mut out = Vec::new();
+    let mut out: Vec<WordSpan> = Vec::new();
     let mut push = |indices: &[usize]| {
-        if let (Some(&first), Some(&last)) = (indices.first(), indices.last()) {
-            out.push(WordSpan {
-                start: pieces[first].start,
-                end: pieces[last].end,
-                pieces: indices.to_vec(),
-            });
+        let start = indices.iter().map(|&i| pieces[i].start).min();
+        let end = indices.iter().map(|&i| pieces[i].end).max();
+        if let (Some(start), Some(end)) = (start, end) {
+            // Words never overlap: a part that shares a character with the word before joins it.
+            match out.last_mut() {
+                Some(previous) if start < previous.end => {
+                    previous.end = previous.end.max(end);
+                    previous.pieces.extend_from_slice(indices);
+                }
+                _ => out.push(WordSpan {
+                    start,
+                    end,
+                    pieces: indices.to_vec(),
+                }),
+            }
         }
     };
     for group in groups {
@@ -319,6 +332,28 @@ mod tests {
             .map(|w| &text[w.start..w.end])
             .collect();
         assert_eq!(words, ["don't", "(", "stop", "),", "now", "."]);
+    }
+
+    #[test]
+    fn pieces_sharing_a_character_form_one_word() {
+        // "한국어 좋아" as the BERT tokenizer splits it: every jamo piece has its syllable's span.
+        let text = "한국어 좋아";
+        let spans = [
+            (0, 3),
+            (0, 3),
+            (0, 3),
+            (3, 6),
+            (3, 6),
+            (6, 9),
+            (10, 13),
+            (13, 16),
+            (13, 16),
+        ];
+        let pieces: Vec<Piece> = spans.iter().map(|&(a, b)| piece(a, b)).collect();
+        let found = words(text, &pieces);
+        let shown: Vec<&str> = found.iter().map(|w| &text[w.start..w.end]).collect();
+        assert_eq!(shown, ["한국어", "좋아"]);
+        assert_eq!(found[0].pieces, [0, 1, 2, 3, 4, 5]);
     }
 
     #[test]
