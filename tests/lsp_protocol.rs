@@ -715,6 +715,15 @@ fn shutdown_then_exit_ends_the_process_cleanly() {
     let status = client.shutdown();
     assert_eq!(status.code(), Some(0));
 
+    // `exit` right behind `shutdown`, without waiting for its answer, is still a clean exit.
+    for _ in 0..3 {
+        let mut client = server();
+        client.ready(utf16_client(), json!({}));
+        client.request_async("shutdown", json!(null));
+        client.notify("exit", json!(null));
+        assert_eq!(client.wait_exit().code(), Some(0));
+    }
+
     // `exit` without `shutdown` is an error exit, as the protocol asks.
     let mut client = server();
     client.initialize(utf16_client(), json!({"model": tiny_model()}));

@@ -11,6 +11,7 @@ pub mod transport;
 pub mod units;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tower_lsp_server::{LspService, Server};
 
@@ -43,10 +44,12 @@ pub fn serve_stdio(model: ModelArgs) -> Result<i32> {
         let (server_input, to_server) = tokio::io::duplex(PIPE_BYTES);
         let (from_server, server_output) = tokio::io::duplex(PIPE_BYTES);
         let stdout = Arc::new(tokio::sync::Mutex::new(tokio::io::stdout()));
+        let shutdown_seen = Arc::new(AtomicBool::new(false));
         tokio::spawn(transport::filter_input(
             tokio::io::stdin(),
             to_server,
             stdout.clone(),
+            shutdown_seen.clone(),
         ));
         let output = tokio::spawn(transport::forward_output(from_server, stdout));
         Server::new(server_input, server_output, socket)
@@ -55,7 +58,7 @@ pub fn serve_stdio(model: ModelArgs) -> Result<i32> {
             .await;
         // Everything the server wrote before it stopped reaches the editor.
         let _ = output.await;
-        backend.shutdown_was_requested()
+        backend.shutdown_was_requested() || shutdown_seen.load(Ordering::SeqCst)
     });
     // Model runs in flight and the blocking stdin reader must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));

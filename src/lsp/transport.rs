@@ -6,6 +6,7 @@
 //! to a bad one is written between the server's own whole messages.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -32,7 +33,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             return Ok(None);
         }
         let line = String::from_utf8_lossy(&line);
-        let line = line.trim_end_matches(['\r', '\n']);
+        let mut line = line.trim_end_matches(['\r', '\n']);
+        // After a frame whose length was unknown, its body runs into the next header line:
+        // resynchronise at the header.
+        if let Some(at) = line.to_ascii_lowercase().find("content-length:")
+            && at > 0
+        {
+            line = &line[at..];
+            length = None;
+        }
         if line.is_empty() {
             if saw_header {
                 break;
@@ -44,12 +53,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         if let Some((name, value)) = line.split_once(':')
             && name.trim().eq_ignore_ascii_case("content-length")
         {
-            length = Some(
-                value
-                    .trim()
-                    .parse::<usize>()
-                    .map_err(|_| format!("Content-Length {:?} is not a number", value.trim())),
-            );
+            length = Some(match value.trim().parse::<usize>() {
+                Ok(n) if n <= MAX_MESSAGE_BYTES => Ok(n),
+                Ok(n) => Err(format!(
+                    "Content-Length {n} is larger than the {MAX_MESSAGE_BYTES} bytes a message may have"
+                )),
+                Err(_) => Err(format!("Content-Length {:?} is not a number", value.trim())),
+            });
         }
     }
     match length {
@@ -64,6 +74,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         ))),
     }
 }
+
+/// The largest message accepted; a larger `Content-Length` is a broken header, not a request
+/// to allocate that much.
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 fn framed(body: &[u8]) -> Vec<u8> {
     let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
@@ -155,8 +169,15 @@ pub fn check(body: &[u8]) -> Verdict {
 
 /// Copies checked messages from `input` to the server, answering bad ones on `output`. Returns
 /// at the end of the input (the server then sees its input end) or when the server is gone.
-pub async fn filter_input<R, S, W>(input: R, mut to_server: S, output: Arc<Mutex<W>>)
-where
+///
+/// `shutdown_seen` is set when a `shutdown` request passes: the server may handle an `exit` that
+/// follows at once before it has run its `shutdown` handler, and the exit code must still be 0.
+pub async fn filter_input<R, S, W>(
+    input: R,
+    mut to_server: S,
+    output: Arc<Mutex<W>>,
+    shutdown_seen: Arc<AtomicBool>,
+) where
     R: AsyncRead + Unpin,
     S: AsyncWrite + Unpin,
     W: AsyncWrite + Unpin,
@@ -174,6 +195,9 @@ where
                         Verdict::Rewrite(rewritten) => rewritten,
                         _ => body,
                     };
+                    if is_shutdown_request(&body) {
+                        shutdown_seen.store(true, Ordering::SeqCst);
+                    }
                     if to_server.write_all(&framed(&body)).await.is_err() {
                         break;
                     }
@@ -189,6 +213,11 @@ where
         }
     }
     let _ = to_server.shutdown().await;
+}
+
+fn is_shutdown_request(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .is_ok_and(|v| v.get("method") == Some(&json!("shutdown")) && v.get("id").is_some())
 }
 
 /// Copies the server's messages to `output` whole, so that answers written by [`filter_input`]
@@ -268,21 +297,25 @@ mod tests {
 
     #[tokio::test]
     async fn frames_are_read_past_blank_lines_and_bad_headers() {
-        let input: &[u8] =
-            b"Content-Length: 2\r\n\r\n{}\r\nX-Other: 1\r\n\r\ncontent-length: 3\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n[1]";
+        let input: &[u8] = b"Content-Length: 2\r\n\r\n{}\r\nX-Other: 1\r\n\r\n\
+            content-length: 3\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n[1]\
+            Content-Lenght: 2\r\n\r\n{}Content-Length: 2\r\n\r\n[]\
+            Content-Length: 18446744073709551615\r\n\r\n{}Content-Length: 1\r\n\r\n1";
         let mut reader = BufReader::new(input);
-        assert_eq!(
-            read_frame(&mut reader).await.unwrap(),
-            Some(Frame::Message(b"{}".to_vec()))
-        );
-        assert!(matches!(
-            read_frame(&mut reader).await.unwrap(),
-            Some(Frame::BadHeader(_))
-        ));
-        assert_eq!(
-            read_frame(&mut reader).await.unwrap(),
-            Some(Frame::Message(b"[1]".to_vec()))
-        );
-        assert_eq!(read_frame(&mut reader).await.unwrap(), None);
+        let mut frames = Vec::new();
+        while let Some(frame) = read_frame(&mut reader).await.unwrap() {
+            frames.push(frame);
+        }
+        let message = |body: &[u8]| Frame::Message(body.to_vec());
+        assert_eq!(frames[0], message(b"{}"));
+        assert!(matches!(frames[1], Frame::BadHeader(_)));
+        assert_eq!(frames[2], message(b"[1]"));
+        // A misspelt header: its body runs into the next header, which is found again.
+        assert!(matches!(frames[3], Frame::BadHeader(_)));
+        assert_eq!(frames[4], message(b"[]"));
+        // A length no message can have is a bad header, not an allocation.
+        assert!(matches!(&frames[5], Frame::BadHeader(m) if m.contains("larger")));
+        assert_eq!(frames[6], message(b"1"));
+        assert_eq!(frames.len(), 7);
     }
 }
