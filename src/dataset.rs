@@ -171,9 +171,10 @@ fn tsv_records(text: &str, columns: Columns) -> std::result::Result<Vec<Record>,
         }
         if fields.len() != header.len() {
             return Err(format!(
-                "line {line}: {} fields, but the header has {}; a field must not contain a tab \
+                "line {line}: {} field{}, but the header has {}; a field must not contain a tab \
                  (replace tabs inside texts with spaces) and every row needs every column",
                 fields.len(),
+                if fields.len() == 1 { "" } else { "s" },
                 header.len()
             ));
         }

@@ -331,15 +331,15 @@ fn jsonl_passthrough_keeps_every_field_in_order_and_renames_clashes_the_same_way
             "input_start",
             "id",
             "input_error",
-            "input_input_line",
-            "input_line"
+            "input_line",
+            "input_input_line"
         ]
     );
     assert_eq!(records[0]["input_start"], 7);
     assert_eq!(records[0]["input_error"], "none");
-    // `line` would become `input_line`, which the input already has: one more prefix.
-    assert_eq!(records[0]["input_input_line"], 5);
-    assert_eq!(records[0]["input_line"], "mine");
+    // `input_X` is always the input's `X`: its `input_line` becomes `input_input_line`.
+    assert_eq!(records[0]["input_line"], 5);
+    assert_eq!(records[0]["input_input_line"], "mine");
     assert!(records[0].get("error").is_none() && records[0].get("start").is_none());
     // An empty record renames the same fields a scored one does.
     assert_eq!(records[1]["empty"], true);

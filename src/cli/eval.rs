@@ -78,6 +78,11 @@ pub fn run(args: EvalArgs) -> Result<i32> {
         Scorer::all()
     } else if args.methods.iter().all(|m| m.trim() == "none") {
         Vec::new()
+    } else if args.methods.iter().any(|m| m.trim() == "none") {
+        return Err(Error::Usage(
+            "--methods none (accuracy only) cannot be combined with methods; give one or the other"
+                .into(),
+        ));
     } else {
         let mut scorers = Vec::new();
         for name in &args.methods {

@@ -21,12 +21,14 @@ macro_rules! exit_codes_help {
     () => {
         "\
 Exit codes:
-  0    everything was scored
-  1    some records failed (their error records were written, the rest was scored)
+  0    success
+  1    score: some records failed (their error records were written, the rest was
+       scored); lsp: `exit` came without a `shutdown` request
   2    usage error (bad flag, unknown method or label, unusable input file,
        unwritable output)
   3    the model or its tokenizer failed to load
-  130  interrupted (Ctrl-C)"
+  130  interrupted (Ctrl-C); tui: 128 + the signal for SIGHUP (129), SIGINT (130)
+       and SIGTERM (143)"
     };
 }
 pub(crate) use exit_codes_help;

@@ -29,18 +29,15 @@ pub fn record_value(record: &Record, display: &super::scored::Display) -> Value 
             fields
         }
     };
-    // Passed-through input fields come first so ids lead the line; one whose name tokenlens
-    // writes in any record is kept as `input_<name>` (`input_input_<name>` if that is taken
-    // too), so a field means the same in every record and none is overwritten.
-    let input = &record.origin.fields;
-    for (name, value) in input {
-        let mut key = name.clone();
-        if RESERVED_FIELDS.contains(&name.as_str()) {
-            key = format!("input_{key}");
-            while input.contains_key(&key) || object.contains_key(&key) {
-                key = format!("input_{key}");
-            }
-        }
+    // Passed-through input fields come first so ids lead the line. One whose name tokenlens
+    // writes in any record, or that starts with `input_`, gets an `input_` prefix: no field is
+    // overwritten, and `input_X` always means the input's `X`, in every record.
+    for (name, value) in &record.origin.fields {
+        let key = if RESERVED_FIELDS.contains(&name.as_str()) || name.starts_with("input_") {
+            format!("input_{name}")
+        } else {
+            name.clone()
+        };
         object.insert(key, value.clone());
     }
     object.extend(own);
