@@ -357,6 +357,16 @@ fn cli_data_mistakes_fail_before_any_work_with_status_2_and_the_line() {
     assert_eq!(rows[0][..3], ["examples", "labelled", "accuracy"]);
     assert_eq!(rows[1][..2], ["3", "2"]);
     assert!(rows[1][2].parse::<f64>().is_ok(), "{csv}");
+    // Rows with an empty text are skipped (and said so), not scored as perfect examples.
+    let blank = write("blank.tsv", b"text\tlabel\n\t0\n   \t2\ngood film\t1\n");
+    let out = run(&blank, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(1 example, 1 labelled)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 rows with an empty text skipped"));
     let bom = write("bom.tsv", b"\xEF\xBB\xBFtext\tlabel\ngood film\t1\n");
     let out = run(&bom, &[]);
     assert!(

@@ -100,7 +100,23 @@ pub fn run(args: EvalArgs) -> Result<i32> {
         text: args.text_column.as_deref(),
         label: LabelColumn::Optional(args.label_column.as_deref()),
     };
-    let examples = dataset::read(&args.data, columns)?;
+    let mut examples = dataset::read(&args.data, columns)?;
+    // An empty text has no word to remove or keep: it would count as a perfectly "faithful"
+    // example for every method.
+    let before = examples.len();
+    examples.retain(|e| !e.text.trim().is_empty());
+    if examples.len() < before {
+        eprintln!(
+            "tokenlens eval: {} rows with an empty text skipped",
+            before - examples.len()
+        );
+    }
+    if examples.is_empty() {
+        return Err(Error::Input {
+            path: args.data.clone(),
+            message: "has no non-empty texts to evaluate".into(),
+        });
+    }
     let examples = eval::sample(examples, args.limit, args.seed);
     if examples.is_empty() {
         return Err(Error::Usage(
