@@ -30,6 +30,11 @@ pub enum Error {
          pass a Hugging Face model directory (config.json, model.safetensors, tokenizer.json) or a hub id"
     )]
     ModelNotFound { given: String },
+    #[error(
+        "model {given:?} is a file; pass the directory that holds config.json, model.safetensors \
+         and tokenizer.json (or a hub id)"
+    )]
+    ModelIsFile { given: String },
     #[error("could not read {path}: {source}")]
     Io {
         path: PathBuf,

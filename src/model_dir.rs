@@ -36,6 +36,11 @@ impl ModelFiles {
             || model.starts_with('~')
             || path.exists()
             || model.matches('/').count() > 1;
+        if path.is_file() {
+            return Err(Error::ModelIsFile {
+                given: model.to_owned(),
+            });
+        }
         if looks_like_path {
             return Err(Error::ModelNotFound {
                 given: model.to_owned(),

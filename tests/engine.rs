@@ -395,6 +395,10 @@ fn malformed_model_directories_name_the_problem() {
         not_there.exit_code(),
         tokenlens::error::exit_code::MODEL_LOAD
     );
+    let config_file = tiny_bert_dir().join("config.json");
+    let a_file = ModelFiles::resolve(&path_str(&config_file)).unwrap_err();
+    assert!(matches!(a_file, Error::ModelIsFile { .. }), "{a_file}");
+    assert!(a_file.to_string().contains("is a file"), "{a_file}");
 }
 
 /// A hub id resolves through the local Hugging Face cache (no network needed), and a missing
