@@ -54,7 +54,17 @@ pub fn read(path: &Path, columns: Columns) -> Result<Vec<Record>> {
             _ => format!("cannot be read: {e}"),
         })
     })?;
-    let text = decode_utf8(&bytes).map_err(&input_error)?;
+    parse(path, &bytes, columns)
+}
+
+/// [`read`] on content already in memory; `path` names it in messages and its extension picks
+/// the format.
+pub fn parse(path: &Path, bytes: &[u8], columns: Columns) -> Result<Vec<Record>> {
+    let input_error = |message: String| Error::Input {
+        path: path.to_owned(),
+        message,
+    };
+    let text = decode_utf8(bytes).map_err(&input_error)?;
     let rows = if looks_like_jsonl(path, text) {
         jsonl_records(text, columns)
     } else {

@@ -3,7 +3,7 @@
 //! Each mode loads its own explainer so the explanation cache cannot serve the second run.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
@@ -52,26 +52,23 @@ const BUNDLED_NAME: &str = "the bundled Rotten Tomatoes test snippets";
 
 /// The non-blank texts to score and where they came from.
 fn texts(args: &BenchScoreArgs) -> Result<(Vec<String>, String)> {
-    let Some(path) = &args.input else {
-        let texts = BUNDLED_TEXTS
-            .lines()
-            .skip(1)
-            .filter_map(|line| line.split('\t').nth(2))
-            .filter(|text| !text.trim().is_empty())
-            .map(str::to_owned)
-            .collect();
-        return Ok((texts, BUNDLED_NAME.to_owned()));
-    };
     let columns = Columns {
         text: Some(&args.column),
         label: LabelColumn::None,
     };
-    let texts = dataset::read(path, columns)?
+    let (records, source) = match &args.input {
+        Some(path) => (dataset::read(path, columns)?, path.display().to_string()),
+        None => (
+            dataset::parse(Path::new(BUNDLED_NAME), BUNDLED_TEXTS.as_bytes(), columns)?,
+            BUNDLED_NAME.to_owned(),
+        ),
+    };
+    let texts = records
         .into_iter()
         .map(|record| record.text)
         .filter(|text| !text.trim().is_empty())
         .collect();
-    Ok((texts, path.display().to_string()))
+    Ok((texts, source))
 }
 
 struct Measurement {

@@ -450,13 +450,8 @@ impl Backend {
             )
         };
         let method = settings.method();
-        let target = match settings.target.trim() {
-            "" | "auto" | "predicted" => Target::Predicted,
-            given => match explainer.parse_target(given) {
-                Ok(class) => Target::Class(class),
-                Err(_) => Target::Predicted,
-            },
-        };
+        // A setting the model cannot use was reported when it was made.
+        let target = setting_target(&settings.target, &explainer).unwrap_or(Target::Predicted);
         let masked = units::mask(&text, flavor);
         let segments = units::units(&masked);
         let keys: Vec<UnitKey> = segments
@@ -846,17 +841,25 @@ fn command_argument(argument: Option<&Value>) -> RpcResult<Option<String>> {
     }
 }
 
+/// What the `target` setting asks `explainer` to explain, or why it names no class of it.
+fn setting_target(target: &str, explainer: &Explainer) -> Result<Target, String> {
+    match target.trim() {
+        "" | "auto" | "predicted" => Ok(Target::Predicted),
+        given => explainer
+            .parse_target(given)
+            .map(Target::Class)
+            .map_err(|_| {
+                format!(
+                    "setting target: unknown class {given:?}; the model's classes are {} (or auto)",
+                    explainer.labels().join(", ")
+                )
+            }),
+    }
+}
+
 /// Why `target` (a setting) names no class of `explainer`, if it does not.
 fn unknown_target_problem(target: &str, explainer: &Explainer) -> Option<String> {
-    match target.trim() {
-        "" | "auto" | "predicted" => None,
-        given => explainer.parse_target(given).err().map(|_| {
-            format!(
-                "setting target: unknown class {given:?}; the model's classes are {} (or auto)",
-                explainer.labels().join(", ")
-            )
-        }),
-    }
+    setting_target(target, explainer).err()
 }
 
 /// Params of `tokenlens/document`.
