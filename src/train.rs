@@ -46,6 +46,9 @@ pub struct TrainOptions {
     pub dropout: f32,
     /// Gradients are rescaled so that their global L2 norm is at most this.
     pub max_grad_norm: f64,
+    /// Also keep an exponential moving average of the weights with this decay per step, and let
+    /// it compete with the trained weights on dev after every epoch. Training is unchanged.
+    pub weight_average_decay: Option<f64>,
     /// Float type of the saved `model.safetensors` (training itself runs in float32).
     pub save_dtype: DType,
     pub device: Device,
@@ -63,6 +66,7 @@ impl Default for TrainOptions {
             warmup_fraction: 0.1,
             dropout: 0.1,
             max_grad_norm: 1.0,
+            weight_average_decay: None,
             save_dtype: DType::F32,
             device: Device::Cpu,
         }
@@ -219,8 +223,12 @@ pub struct EpochReport {
     pub epoch: usize,
     pub mean_loss: f64,
     pub dev_accuracy: Option<f64>,
+    /// Dev accuracy of the moving average of the weights (with `weight_average_decay`).
+    pub average_dev_accuracy: Option<f64>,
     /// Whether the model of this epoch was written to the output directory.
     pub saved: bool,
+    /// Whether what was written is the moving average rather than the trained weights.
+    pub saved_average: bool,
     pub train_seconds: f64,
     pub examples_per_second: f64,
 }
@@ -231,6 +239,8 @@ pub struct TrainReport {
     /// The epoch whose model was saved (the best on dev, else the last).
     pub best_epoch: usize,
     pub best_dev_accuracy: Option<f64>,
+    /// Whether the saved weights are the moving average of the weights.
+    pub best_is_average: bool,
     /// Training loss of every optimiser step, in order.
     pub step_losses: Vec<f64>,
     /// Logits of the saved model (float32, before any conversion to the saved dtype) for every
@@ -246,6 +256,58 @@ struct Parameter {
     var: Var,
     /// Biases and LayerNorm weights are not decayed (Hugging Face's `Trainer` convention).
     decay: bool,
+}
+
+/// Polyak averaging: an exponential moving average of every trainable weight, updated after each
+/// optimiser step. The decay warms up as in TensorFlow's `ExponentialMovingAverage` with
+/// `num_updates` (min(decay, (1 + n) / (10 + n))), so the randomly initialised head is not
+/// averaged with its starting point for long.
+struct WeightAverage {
+    decay: f64,
+    updates: usize,
+    averages: Vec<Tensor>,
+}
+
+impl WeightAverage {
+    fn new(params: &[Parameter], decay: f64) -> Result<Self> {
+        let averages = params
+            .iter()
+            .map(|p| p.var.as_tensor().detach().copy())
+            .collect::<candle_core::Result<_>>()?;
+        Ok(WeightAverage {
+            decay,
+            updates: 0,
+            averages,
+        })
+    }
+
+    fn update(&mut self, params: &[Parameter]) -> Result<()> {
+        self.updates += 1;
+        let n = self.updates as f64;
+        let decay = self.decay.min((1.0 + n) / (10.0 + n));
+        for (average, p) in self.averages.iter_mut().zip(params) {
+            let current = p.var.as_tensor().detach();
+            *average = (average.affine(decay, 0.0)? + current.affine(1.0 - decay, 0.0)?)?;
+        }
+        Ok(())
+    }
+
+    /// Puts the averages into the parameters and returns the trained weights they replaced.
+    fn swap_in(&self, params: &[Parameter]) -> Result<Vec<Tensor>> {
+        let mut trained = Vec::with_capacity(params.len());
+        for (average, p) in self.averages.iter().zip(params) {
+            trained.push(p.var.as_tensor().detach().copy()?);
+            p.var.set(average)?;
+        }
+        Ok(trained)
+    }
+
+    fn restore(params: &[Parameter], trained: &[Tensor]) -> Result<()> {
+        for (weights, p) in trained.iter().zip(params) {
+            p.var.set(weights)?;
+        }
+        Ok(())
+    }
 }
 
 /// A tokenized example: [CLS] pieces [SEP].
@@ -646,6 +708,13 @@ fn check_options(options: &TrainOptions, config_positions: usize) -> Result<()> 
             options.max_length
         )));
     }
+    if let Some(decay) = options.weight_average_decay
+        && !(decay > 0.0 && decay < 1.0)
+    {
+        return Err(Error::Usage(format!(
+            "--weight-average must be a decay between 0 and 1 (e.g. 0.995), got {decay}"
+        )));
+    }
     if !(0.0..=1.0).contains(&options.warmup_fraction) {
         return Err(Error::Usage(format!(
             "warm-up fraction must be in [0, 1], got {}",
@@ -735,10 +804,14 @@ pub fn train(
         parameters: params.iter().map(|p| p.var.elem_count()).sum(),
     });
 
+    let mut average = options
+        .weight_average_decay
+        .map(|decay| WeightAverage::new(&params, decay))
+        .transpose()?;
     let mut step = 0usize;
     let mut step_losses = Vec::with_capacity(total_steps);
     let mut epochs = Vec::with_capacity(options.epochs);
-    let mut best: Option<(usize, f64)> = None;
+    let mut best: Option<(usize, f64, bool)> = None;
     let mut saved_dev_logits = Vec::new();
     for epoch in 1..=options.epochs {
         let epoch_started = Instant::now();
@@ -755,6 +828,9 @@ pub fn train(
             for optimizer in &mut optimizers {
                 optimizer.set_learning_rate(learning_rate);
                 optimizer.step(&grads)?;
+            }
+            if let Some(average) = &mut average {
+                average.update(&params)?;
             }
             let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             if !loss.is_finite() {
@@ -789,39 +865,81 @@ pub fn train(
             .as_ref()
             .zip(dev_logits.as_ref())
             .map(|(data, logits)| accuracy(data, logits));
-        let improved = match (dev_accuracy, best) {
-            (Some(accuracy), Some((_, best_accuracy))) => accuracy > best_accuracy,
+        // The moving average competes with the trained weights; ties go to the trained ones.
+        let mut average_dev = None;
+        if let (Some(average), Some(dev_data)) = (&average, &dev_data) {
+            let trained = average.swap_in(&params)?;
+            let logits = predict(&eval_model, dev_data, 64, encoder.pad_id);
+            let restored = WeightAverage::restore(&params, &trained);
+            let logits = logits?;
+            restored?;
+            average_dev = Some((accuracy(dev_data, &logits), logits));
+        }
+        let candidate = match (&average_dev, dev_accuracy) {
+            (Some((average_accuracy, _)), Some(accuracy)) if *average_accuracy > accuracy => {
+                Some(*average_accuracy)
+            }
+            _ => dev_accuracy,
+        };
+        let use_average = match (&average_dev, dev_accuracy) {
+            (Some((average_accuracy, _)), Some(accuracy)) => *average_accuracy > accuracy,
+            // Without dev data there is nothing to compare: the average is what was asked for.
+            _ => average.is_some() && dev_data.is_none(),
+        };
+        let improved = match (candidate, best) {
+            (Some(accuracy), Some((_, best_accuracy, _))) => accuracy > best_accuracy,
             (Some(_), None) => true,
             // Without dev data the last epoch is kept.
             (None, _) => epoch == options.epochs,
         };
         if improved {
-            save(
-                out,
-                &config_json,
-                &params,
-                options.save_dtype,
-                &base.tokenizer,
-            )?;
-            best = Some((epoch, dev_accuracy.unwrap_or(f64::NAN)));
-            saved_dev_logits = dev_logits.unwrap_or_default();
+            let mut logits = dev_logits.unwrap_or_default();
+            if let (true, Some(average)) = (use_average, &average) {
+                let trained = average.swap_in(&params)?;
+                let saved = save(
+                    out,
+                    &config_json,
+                    &params,
+                    options.save_dtype,
+                    &base.tokenizer,
+                );
+                WeightAverage::restore(&params, &trained)?;
+                saved?;
+                if let Some((_, average_logits)) = &mut average_dev {
+                    logits = std::mem::take(average_logits);
+                }
+            } else {
+                save(
+                    out,
+                    &config_json,
+                    &params,
+                    options.save_dtype,
+                    &base.tokenizer,
+                )?;
+            }
+            best = Some((epoch, candidate.unwrap_or(f64::NAN), use_average));
+            saved_dev_logits = logits;
         }
         let report = EpochReport {
             epoch,
             mean_loss: loss_sum / train_data.len() as f64,
             dev_accuracy,
+            average_dev_accuracy: average_dev.as_ref().map(|(a, _)| *a),
             saved: improved,
+            saved_average: improved && use_average,
             train_seconds,
             examples_per_second: train_data.len() as f64 / train_seconds.max(1e-9),
         };
         on_event(&TrainEvent::EpochDone(&report));
         epochs.push(report);
     }
-    let (best_epoch, best_accuracy) = best.unwrap_or((options.epochs, f64::NAN));
+    let (best_epoch, best_accuracy, best_is_average) =
+        best.unwrap_or((options.epochs, f64::NAN, false));
     Ok(TrainReport {
         epochs,
         best_epoch,
         best_dev_accuracy: dev_data.as_ref().map(|_| best_accuracy),
+        best_is_average,
         step_losses,
         saved_dev_logits,
         seconds: started.elapsed().as_secs_f64(),
@@ -832,6 +950,42 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weight_average_follows_the_weights_with_a_warming_decay_and_swaps_in_and_out() {
+        let var = Var::from_tensor(&Tensor::new(&[1f32, -2.0], &Device::Cpu).unwrap()).unwrap();
+        let params = [Parameter {
+            name: "w".into(),
+            var: var.clone(),
+            decay: true,
+        }];
+        let values = |t: &Tensor| t.to_vec1::<f32>().unwrap();
+        let mut average = WeightAverage::new(&params, 0.9).unwrap();
+        var.set(&Tensor::new(&[3f32, 0.0], &Device::Cpu).unwrap())
+            .unwrap();
+        average.update(&params).unwrap();
+        // First update: decay min(0.9, 2/11).
+        let d = 2.0 / 11.0;
+        let expected = [d * 1.0 + (1.0 - d) * 3.0, d * -2.0];
+        for (a, e) in values(&average.averages[0]).iter().zip(expected) {
+            assert!((a - e as f32).abs() < 1e-6, "{a} vs {e}");
+        }
+        // Many updates at a fixed point converge to it; the decay is capped at 0.9.
+        for _ in 0..200 {
+            average.update(&params).unwrap();
+        }
+        assert!((values(&average.averages[0])[0] - 3.0).abs() < 1e-6);
+        var.set(&Tensor::new(&[5f32, 0.0], &Device::Cpu).unwrap())
+            .unwrap();
+        average.update(&params).unwrap();
+        assert!((values(&average.averages[0])[0] - (0.9 * 3.0 + 0.1 * 5.0)).abs() < 1e-5);
+
+        let trained = average.swap_in(&params).unwrap();
+        assert!((values(var.as_tensor())[0] - 3.2).abs() < 1e-5);
+        assert_eq!(values(&trained[0]), [5.0, 0.0]);
+        WeightAverage::restore(&params, &trained).unwrap();
+        assert_eq!(values(var.as_tensor()), [5.0, 0.0]);
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {

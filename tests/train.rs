@@ -114,14 +114,25 @@ fn short_run_lowers_the_loss_and_the_saved_model_reloads_with_identical_logits()
     assert!(tensors.values().all(|t| t.dtype() == DType::F32));
 
     // Reloaded one text at a time, the model gives the logits the trainer computed in batches.
-    let files = ModelFiles::from_dir(&out).unwrap();
+    assert_reloads_with_logits(&out, &labels, &dev_examples, &report.saved_dev_logits);
+}
+
+/// The model saved in `out`, reloaded and run one text at a time, gives `expected` (the logits the
+/// trainer computed in batches for the model it saved).
+fn assert_reloads_with_logits(
+    out: &Path,
+    labels: &[String],
+    dev_examples: &[train::Example],
+    expected_logits: &[Vec<f32>],
+) {
+    let files = ModelFiles::from_dir(out).unwrap();
     let config = BertConfig::from_file(&files.config).unwrap();
     assert_eq!(config.labels, labels);
     let store = WeightStore::load(&files.weights, DType::F32, &Device::Cpu).unwrap();
     let model = BertClassifier::load(config, &store, DType::F32, &Device::Cpu).unwrap();
     let encoder = TextEncoder::from_tokenizer_json(&out.join("tokenizer.json")).unwrap();
-    assert_eq!(report.saved_dev_logits.len(), dev_examples.len());
-    for (example, expected) in dev_examples.iter().zip(&report.saved_dev_logits) {
+    assert_eq!(expected_logits.len(), dev_examples.len());
+    for (example, expected) in dev_examples.iter().zip(expected_logits) {
         let mut ids = vec![encoder.cls_id];
         ids.extend(encoder.pieces(&example.text).unwrap().iter().map(|p| p.id));
         ids.push(encoder.sep_id);
@@ -141,6 +152,92 @@ fn short_run_lowers_the_loss_and_the_saved_model_reloads_with_identical_logits()
             );
         }
     }
+}
+
+/// Training options of the weight-average tests: short, no dropout, a fixed seed.
+fn quick_options() -> TrainOptions {
+    TrainOptions {
+        epochs: 3,
+        learning_rate: 3e-3,
+        batch_size: 8,
+        dropout: 0.0,
+        ..TrainOptions::default()
+    }
+}
+
+#[test]
+fn weight_average_competes_on_dev_and_what_is_saved_is_what_was_measured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train_path = tmp.path().join("train.tsv");
+    let dev_path = tmp.path().join("dev.tsv");
+    std::fs::write(&train_path, slice_of("rt-snippets.train.tsv", 48)).unwrap();
+    std::fs::write(&dev_path, slice_of("rt-snippets.dev.tsv", 24)).unwrap();
+    let labels = vec!["negative".to_owned(), "positive".to_owned()];
+    let read = |path: &Path| {
+        train::examples(
+            train::read_rows(path, "text", "label").unwrap(),
+            &labels,
+            path,
+        )
+        .unwrap()
+    };
+    let (train_examples, dev_examples) = (read(&train_path), read(&dev_path));
+    let base = ModelFiles::from_dir(&common::tiny_bert_dir()).unwrap();
+    let run = |out: &Path, decay: Option<f64>, dev: bool| {
+        let options = TrainOptions {
+            weight_average_decay: decay,
+            ..quick_options()
+        };
+        let dev = dev.then_some(dev_examples.as_slice());
+        train::train(&base, &labels, &train_examples, dev, out, &options, &mut |_| {}).unwrap()
+    };
+    let weights = |out: &Path| {
+        candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    let max_difference = |a: &Path, b: &Path| {
+        let (a, b) = (weights(a), weights(b));
+        a.iter()
+            .map(|(name, t)| {
+                (t - &b[name])
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            })
+            .fold(0f32, f32::max)
+    };
+
+    // Without dev data the last epoch is saved: the trained weights, or their average.
+    let trained = tmp.path().join("trained");
+    let averaged = tmp.path().join("averaged");
+    let barely_averaged = tmp.path().join("barely-averaged");
+    assert!(!run(&trained, None, false).best_is_average);
+    assert!(run(&averaged, Some(0.9), false).best_is_average);
+    run(&barely_averaged, Some(1e-9), false);
+    // Averaging does not change training: an average that keeps nothing of the past is the
+    // trained model, and a real one is not.
+    assert!(max_difference(&trained, &barely_averaged) < 1e-6);
+    let moved = max_difference(&trained, &averaged);
+    assert!(moved > 1e-3, "the average equals the trained weights ({moved})");
+
+    // With dev data both are measured every epoch, the better one is kept, and the saved model
+    // reloads with the logits it was measured with.
+    let out = tmp.path().join("with-dev");
+    let report = run(&out, Some(0.9), true);
+    for epoch in &report.epochs {
+        let (trained, average) = (epoch.dev_accuracy.unwrap(), epoch.average_dev_accuracy.unwrap());
+        assert!(!epoch.saved_average || (epoch.saved && average > trained));
+    }
+    let best = &report.epochs[report.best_epoch - 1];
+    let best_accuracy = best.dev_accuracy.unwrap().max(best.average_dev_accuracy.unwrap());
+    assert_eq!(report.best_dev_accuracy, Some(best_accuracy));
+    assert_eq!(report.best_is_average, best.saved_average);
+    assert_reloads_with_logits(&out, &labels, &dev_examples, &report.saved_dev_logits);
 }
 
 fn tokenlens(args: &[&str], dir: &Path) -> std::process::Output {

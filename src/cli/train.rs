@@ -66,6 +66,12 @@ pub struct TrainArgs {
     /// Seed of the head initialisation, the shuffling and the dropout masks.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Also keep an exponential moving average of the weights (Polyak averaging) with this decay
+    /// per optimiser step, e.g. 0.995. After every epoch it is evaluated on dev beside the
+    /// trained weights and the better of the two is the epoch's candidate for saving (without
+    /// --dev the average is saved). Training itself is unchanged.
+    #[arg(long, value_name = "DECAY")]
+    pub weight_average: Option<f64>,
     /// Dropout probability while training.
     #[arg(long, default_value_t = 0.1)]
     pub dropout: f32,
@@ -152,6 +158,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         max_length: args.max_length,
         seed: args.seed,
         dropout: args.dropout,
+        weight_average_decay: args.weight_average,
         save_dtype: match args.dtype {
             SaveDtype::F16 => DType::F16,
             SaveDtype::F32 => DType::F32,
@@ -226,11 +233,19 @@ pub fn run(args: TrainArgs) -> Result<i32> {
                 .dev_accuracy
                 .map(|a| format!(", dev accuracy {:.2}%", a * 100.0))
                 .unwrap_or_default();
+            let average = report
+                .average_dev_accuracy
+                .map(|a| format!(", weight average {:.2}%", a * 100.0))
+                .unwrap_or_default();
+            let saved = match (report.saved, report.saved_average) {
+                (true, true) => " (weight average saved)",
+                (true, false) => " (saved)",
+                (false, _) => "",
+            };
             say(format!(
-                "epoch {}/{epochs}: mean loss {:.4}{dev}{}, {:.0} s, {:.1} examples/s",
+                "epoch {}/{epochs}: mean loss {:.4}{dev}{average}{saved}, {:.0} s, {:.1} examples/s",
                 report.epoch,
                 report.mean_loss,
-                if report.saved { " (saved)" } else { "" },
                 report.train_seconds,
                 report.examples_per_second
             ));
@@ -252,9 +267,14 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             .map(|a| format!(", dev accuracy {:.2}%", a * 100.0))
             .unwrap_or_default();
         eprintln!(
-            "saved {} (epoch {}{dev}); trained in {:.0} s",
+            "saved {} (epoch {}{}{dev}); trained in {:.0} s",
             report.out.display(),
             report.best_epoch,
+            if report.best_is_average {
+                ", weight average"
+            } else {
+                ""
+            },
             report.seconds
         );
     }
