@@ -46,6 +46,19 @@ impl Segment {
 
 /// The non-empty units of `text`, in order.
 pub fn segments(text: &str, unit: Unit) -> Vec<Segment> {
+    // A byte-order mark (Notepad, Excel) starts no unit; offsets stay those of the whole text.
+    let after_mark = text
+        .strip_prefix('\u{feff}')
+        .map_or(0, |_| '\u{feff}'.len_utf8());
+    let mut units = units_of(&text[after_mark..], unit);
+    for segment in &mut units {
+        segment.start += after_mark;
+        segment.end += after_mark;
+    }
+    units
+}
+
+fn units_of(text: &str, unit: Unit) -> Vec<Segment> {
     let raw: Vec<(usize, &str)> = match unit {
         Unit::Line => line_ranges(text),
         Unit::Paragraph => paragraph_ranges(text),
@@ -140,6 +153,22 @@ mod tests {
 
     fn texts(doc: &str, unit: Unit) -> Vec<&str> {
         segments(doc, unit).iter().map(|s| s.text(doc)).collect()
+    }
+
+    #[test]
+    fn a_byte_order_mark_starts_no_unit_and_offsets_stay_in_the_document() {
+        let document = "\u{feff}Great film. Dull plot.\n\nSecond paragraph.";
+        for (unit, first) in [
+            (Unit::Sentence, "Great film."),
+            (Unit::Line, "Great film. Dull plot."),
+            (Unit::Paragraph, "Great film. Dull plot."),
+        ] {
+            let units = segments(document, unit);
+            assert_eq!(units[0].start, 3, "{unit:?}");
+            assert_eq!(units[0].text(document), first);
+            assert_eq!(units.last().unwrap().text(document), "Second paragraph.");
+        }
+        assert!(segments("\u{feff}", Unit::Sentence).is_empty());
     }
 
     #[test]

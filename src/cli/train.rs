@@ -244,10 +244,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             };
             say(format!(
                 "epoch {}/{epochs}: mean loss {:.4}{dev}{average}{saved}, {:.0} s, {:.1} examples/s",
-                report.epoch,
-                report.mean_loss,
-                report.train_seconds,
-                report.examples_per_second
+                report.epoch, report.mean_loss, report.train_seconds, report.examples_per_second
             ));
         }
     };

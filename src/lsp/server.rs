@@ -452,8 +452,7 @@ impl Backend {
         let method = settings.method();
         // A setting the model cannot use was reported when it was made.
         let target = setting_target(&settings.target, &explainer).unwrap_or(Target::Predicted);
-        let masked = units::mask(&text, flavor);
-        let segments = units::units(&masked);
+        let (masked, segments) = units::prose_units(&text, flavor);
         let keys: Vec<UnitKey> = segments
             .iter()
             .map(|s| UnitKey {

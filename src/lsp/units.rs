@@ -4,7 +4,8 @@
 //! blocks, inline code, front matter, link targets and HTML comments, the comment lines and the
 //! diff below the scissors line of a git commit message — is *masked*: replaced by spaces of the
 //! same byte length, so that every byte offset the engine returns for the masked copy is also an
-//! offset into the real document, and a masked code block becomes a paragraph break.
+//! offset into the real document. A masked block (code block, front matter, a comment that opens
+//! a line) is a paragraph break; masked inline text is not, even where it fills a whole line.
 
 use crate::segment::{self, Segment, Unit};
 
@@ -38,37 +39,68 @@ pub const DEFAULT_LANGUAGES: [&str; 6] = [
     "scminput",
 ];
 
-/// The document with everything that is not prose replaced by spaces (same byte length).
-pub fn mask(text: &str, flavor: Flavor) -> String {
-    let mut masked = text.as_bytes().to_vec();
-    let mut blank = |start: usize, end: usize| {
-        for b in &mut masked[start..end] {
-            // Keep line breaks so that lines (and paragraph breaks) stay where they were.
-            if *b != b'\n' && *b != b'\r' {
-                *b = b' ';
-            }
-        }
-    };
+/// Where a non-prose range stands in the document's structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    /// In place of a paragraph: code blocks, front matter, a comment that opens a line.
+    Block,
+    /// Inside a paragraph: inline code, link targets, autolinks, a comment within a line.
+    Inline,
+}
+
+fn non_prose(text: &str, flavor: Flavor) -> Vec<(usize, usize, Extent)> {
     match flavor {
-        Flavor::Plain => {}
-        Flavor::Markdown => {
-            for (start, end) in markdown_non_prose(text) {
-                blank(start, end);
-            }
-        }
-        Flavor::GitCommit => {
-            for (start, end) in git_commit_non_prose(text) {
-                blank(start, end);
+        Flavor::Plain => Vec::new(),
+        Flavor::Markdown => markdown_non_prose(text),
+        Flavor::GitCommit => git_commit_non_prose(text),
+    }
+}
+
+/// `text` with the given ranges overwritten byte by byte by `fill`, line breaks kept, so that
+/// lines (and paragraph breaks) stay where they were.
+fn overwrite<'a>(
+    text: &str,
+    ranges: impl Iterator<Item = &'a (usize, usize, Extent)>,
+    fill: impl Fn(Extent) -> u8,
+) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for &(start, end, extent) in ranges {
+        for b in &mut bytes[start..end] {
+            if *b != b'\n' && *b != b'\r' {
+                *b = fill(extent);
             }
         }
     }
-    // Only whole UTF-8 sequences were replaced, byte for byte, by ASCII spaces.
-    String::from_utf8(masked).unwrap_or_else(|_| text.to_owned())
+    // Ranges hold whole UTF-8 sequences, each replaced byte for byte by an ASCII character.
+    String::from_utf8(bytes).unwrap_or_else(|_| text.to_owned())
 }
 
-/// The paragraphs of `masked` (see [`mask`]) as byte ranges of the document.
-pub fn units(masked: &str) -> Vec<Segment> {
-    segment::segments(masked, Unit::Paragraph)
+/// The document with everything that is not prose replaced by spaces (same byte length).
+pub fn mask(text: &str, flavor: Flavor) -> String {
+    overwrite(text, non_prose(text, flavor).iter(), |_| b' ')
+}
+
+/// The masked document (see [`mask`]) and its paragraphs, as byte ranges of the document that
+/// neither start nor end in masked text.
+pub fn prose_units(text: &str, flavor: Flavor) -> (String, Vec<Segment>) {
+    let ranges = non_prose(text, flavor);
+    let masked = overwrite(text, ranges.iter(), |_| b' ');
+    // Paragraphs are found on a copy where masked inline text is still visible, so that a line
+    // of only `code` continues its paragraph instead of breaking it.
+    let structure = overwrite(text, ranges.iter(), |extent| match extent {
+        Extent::Block => b' ',
+        Extent::Inline => b'_',
+    });
+    let units = segment::segments(&structure, Unit::Paragraph)
+        .into_iter()
+        .filter_map(|unit| {
+            let span = unit.text(&masked);
+            let start = unit.start + (span.len() - span.trim_start().len());
+            let end = unit.end - (span.len() - span.trim_end().len());
+            (start < end).then_some(Segment { start, end })
+        })
+        .collect();
+    (masked, units)
 }
 
 /// Lines with their byte offsets, line breaks included.
@@ -81,31 +113,31 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
-fn git_commit_non_prose(text: &str) -> Vec<(usize, usize)> {
+fn git_commit_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
     let mut out = Vec::new();
     for (start, line) in lines(text) {
         // `git commit -v` puts the diff under this line; everything below it is not message.
         if line.starts_with("# ------------------------ >8 ------------------------") {
-            out.push((start, text.len()));
+            out.push((start, text.len(), Extent::Block));
             break;
         }
         if line.starts_with('#') {
-            out.push((start, start + line.len()));
+            out.push((start, start + line.len(), Extent::Block));
         }
     }
     out
 }
 
 /// Byte ranges of a Markdown document that are not prose.
-fn markdown_non_prose(text: &str) -> Vec<(usize, usize)> {
+fn markdown_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
     let mut out = Vec::new();
     let mut fence: Option<(u8, usize)> = None;
     let mut in_front_matter = false;
-    let mut in_comment = false;
+    let mut in_comment = None;
     for (index, (start, line)) in lines(text).enumerate() {
         let content = line.trim_end_matches(['\n', '\r']);
         let trimmed = content.trim_start();
-        let whole_line = (start, start + line.len());
+        let whole_line = (start, start + line.len(), Extent::Block);
         if index == 0 && (content == "---" || content == "+++") {
             in_front_matter = true;
             out.push(whole_line);
@@ -150,29 +182,30 @@ fn markdown_non_prose(text: &str) -> Vec<(usize, usize)> {
 
 /// The non-prose parts of one Markdown line outside code blocks: inline code, link targets,
 /// autolinks, and HTML comments, which may start and end anywhere, also on other lines
-/// (`in_comment` carries an open one to the next line). `line_length` includes the line break.
+/// (`in_comment` carries an open one, and its extent, to the next line). A comment that opens a
+/// line is a block, as an HTML block is in CommonMark; `line_length` includes the line break.
 fn markdown_prose_line(
     content: &str,
     start: usize,
     line_length: usize,
-    in_comment: &mut bool,
-    out: &mut Vec<(usize, usize)>,
+    in_comment: &mut Option<Extent>,
+    out: &mut Vec<(usize, usize, Extent)>,
 ) {
     let mut from = 0;
     // Where the comment being closed began on this line (0 when it began on an earlier one).
     let mut comment_from = 0;
     loop {
-        if *in_comment {
+        if let Some(extent) = *in_comment {
             // `from` is past the opening `<!--`, so `<!-->` does not close what it opens.
             match content[from..].find("-->") {
                 Some(end) => {
                     let end = from + end + 3;
-                    out.push((start + comment_from, start + end));
-                    *in_comment = false;
+                    out.push((start + comment_from, start + end, extent));
+                    *in_comment = None;
                     from = end;
                 }
                 None => {
-                    out.push((start + comment_from, start + line_length));
+                    out.push((start + comment_from, start + line_length, extent));
                     return;
                 }
             }
@@ -183,13 +216,19 @@ fn markdown_prose_line(
                 .match_indices("<!--")
                 .map(|(at, _)| at)
                 .find(|&at| !code.iter().any(|&(s, e)| s <= at && at < e));
-            let shift = |&(s, e): &(usize, usize)| (start + from + s, start + from + e);
+            let shift =
+                |&(s, e): &(usize, usize)| (start + from + s, start + from + e, Extent::Inline);
             match opening {
                 Some(at) => {
                     out.extend(code.iter().filter(|&&(s, _)| s < at).map(shift));
                     comment_from = from + at;
+                    let opens_line = content[..comment_from].trim().is_empty();
                     from = comment_from + 4;
-                    *in_comment = true;
+                    *in_comment = Some(if opens_line {
+                        Extent::Block
+                    } else {
+                        Extent::Inline
+                    });
                 }
                 None => {
                     out.extend(code.iter().map(shift));
@@ -272,9 +311,10 @@ mod tests {
     use super::*;
 
     fn unit_texts(text: &str, flavor: Flavor) -> Vec<String> {
-        let masked = mask(text, flavor);
+        let (masked, units) = prose_units(text, flavor);
+        assert_eq!(masked, mask(text, flavor));
         assert_eq!(masked.len(), text.len());
-        units(&masked)
+        units
             .iter()
             .map(|s| {
                 s.text(&masked)
@@ -327,11 +367,28 @@ mod tests {
     #[test]
     fn masking_keeps_byte_offsets_of_multibyte_text() {
         let doc = "Café `naïve ☕` 😀 fine\r\n\r\nnext";
-        let masked = mask(doc, Flavor::Markdown);
+        let (masked, found) = prose_units(doc, Flavor::Markdown);
         assert_eq!(masked.len(), doc.len());
-        let found = units(&masked);
         assert_eq!(&doc[found[1].start..found[1].end], "next");
         assert!(doc[found[0].start..found[0].end].starts_with("Café"));
+    }
+
+    #[test]
+    fn masked_inline_text_filling_a_line_does_not_break_its_paragraph() {
+        let doc = "The helper\n`parse_config()`\nis a joy to use.\n<https://x.org/a>\nReally.\n\n\
+                   Before\n<!-- block comment -->\nAfter\n\n`only code`\n\nLast";
+        assert_eq!(
+            unit_texts(doc, Flavor::Markdown),
+            [
+                "The helper is a joy to use. Really.",
+                "Before",
+                "After",
+                "Last"
+            ]
+        );
+        // Units start and end on prose, never on masked text.
+        let (masked, units) = prose_units("`x` Good film `y`", Flavor::Markdown);
+        assert_eq!(units[0].text(&masked), "Good film");
     }
 
     #[test]
