@@ -486,6 +486,18 @@ fn usage_errors_exit_2_and_name_the_fix() {
             stderr(&output)
         );
     }
+    // The example is a valid --contrast (two classes), also for a model with three.
+    let output = score(&["--contrast", "positive"], "text\n");
+    let example = stderr(&output)
+        .split("e.g. --contrast ")
+        .nth(1)
+        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned());
+    assert_eq!(
+        example.as_deref(),
+        Some("negative,neutral"),
+        "{}",
+        stderr(&output)
+    );
     let output = score(
         &[
             "--contrast",

@@ -667,7 +667,7 @@ fn parse_contrast(explainer: &Explainer, spec: &str, method: Method) -> Result<(
     let [a, b] = parts.as_slice() else {
         return Err(Error::Usage(format!(
             "--contrast {spec:?} needs two classes separated by a comma, e.g. --contrast {}",
-            explainer.labels().join(",")
+            explainer.labels()[..explainer.labels().len().min(2)].join(",")
         )));
     };
     let class = |given: &str| {

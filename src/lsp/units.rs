@@ -132,22 +132,14 @@ fn git_commit_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
 fn markdown_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
     let mut out = Vec::new();
     let mut fence: Option<(u8, usize)> = None;
-    let mut in_front_matter = false;
     let mut in_comment = None;
+    let front_matter_end = front_matter_end(text);
     for (index, (start, line)) in lines(text).enumerate() {
         let content = line.trim_end_matches(['\n', '\r']);
         let trimmed = content.trim_start();
         let whole_line = (start, start + line.len(), Extent::Block);
-        if index == 0 && (content == "---" || content == "+++") {
-            in_front_matter = true;
+        if front_matter_end.is_some_and(|end| index <= end) {
             out.push(whole_line);
-            continue;
-        }
-        if in_front_matter {
-            out.push(whole_line);
-            if content == "---" || content == "+++" || content == "..." {
-                in_front_matter = false;
-            }
             continue;
         }
         if let Some((marker, length)) = fence {
@@ -178,6 +170,25 @@ fn markdown_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
         markdown_prose_line(content, start, line.len(), &mut in_comment, &mut out);
     }
     out
+}
+
+/// The index of the line that closes front matter opened on the first line (`---` or `+++`,
+/// after a byte-order mark, trailing blanks allowed). Without a closing line there is no front
+/// matter: a lone `---` at the top is a horizontal rule, or front matter still being typed.
+fn front_matter_end(text: &str) -> Option<usize> {
+    let mut lines = lines(text).map(|(_, line)| line.trim_end());
+    let opening = lines.next()?.trim_start_matches('\u{feff}');
+    if opening != "---" && opening != "+++" {
+        return None;
+    }
+    let closings: &[&str] = if opening == "---" {
+        &["---", "..."]
+    } else {
+        &["+++"]
+    };
+    lines
+        .position(|line| closings.contains(&line))
+        .map(|i| i + 1)
 }
 
 /// The non-prose parts of one Markdown line outside code blocks: inline code, link targets,
@@ -389,6 +400,19 @@ mod tests {
         // Units start and end on prose, never on masked text.
         let (masked, units) = prose_units("`x` Good film `y`", Flavor::Markdown);
         assert_eq!(units[0].text(&masked), "Good film");
+    }
+
+    #[test]
+    fn only_closed_front_matter_is_masked_also_after_a_byte_order_mark() {
+        let unclosed = "---\n\nGreat film, I loved it.\n\nTerrible plot.\n";
+        assert_eq!(
+            unit_texts(unclosed, Flavor::Markdown),
+            ["---", "Great film, I loved it.", "Terrible plot."]
+        );
+        let with_mark = "\u{feff}--- \ntitle: awful terrible\n---\nGreat film.\n";
+        assert_eq!(unit_texts(with_mark, Flavor::Markdown), ["Great film."]);
+        let toml = "+++\ntitle = \"awful\"\n+++\nNice.";
+        assert_eq!(unit_texts(toml, Flavor::Markdown), ["Nice."]);
     }
 
     #[test]
