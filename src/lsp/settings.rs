@@ -132,6 +132,9 @@ impl Settings {
                         features[name] = on.clone();
                     }
                 }
+            } else if let (true, Some(index)) = (key == "target", given.as_u64()) {
+                // A class index may be given as a JSON number, as setTarget accepts.
+                candidate[key] = Value::String(index.to_string());
             } else {
                 candidate[key] = given.clone();
             }
@@ -246,6 +249,17 @@ mod tests {
         assert!(problems[1].contains("features.colours") && problems[1].contains("documentColor"));
         assert_eq!(s.top_k, 25);
         assert!(!s.features.hover);
+    }
+
+    #[test]
+    fn target_takes_a_class_index_as_a_number_or_a_string() {
+        for given in [json!(1), json!("1")] {
+            let (s, problems) = Settings::default().merged(&json!({"target": given}));
+            assert!(problems.is_empty(), "{problems:?}");
+            assert_eq!(s.target, "1");
+        }
+        let (s, problems) = Settings::default().merged(&json!({"target": 1.5}));
+        assert_eq!((s.target.as_str(), problems.len()), ("auto", 1));
     }
 
     #[test]
