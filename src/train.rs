@@ -875,16 +875,14 @@ pub fn train(
             restored?;
             average_dev = Some((accuracy(dev_data, &logits), logits));
         }
-        let candidate = match (&average_dev, dev_accuracy) {
-            (Some((average_accuracy, _)), Some(accuracy)) if *average_accuracy > accuracy => {
-                Some(*average_accuracy)
-            }
-            _ => dev_accuracy,
-        };
         let use_average = match (&average_dev, dev_accuracy) {
             (Some((average_accuracy, _)), Some(accuracy)) => *average_accuracy > accuracy,
             // Without dev data there is nothing to compare: the average is what was asked for.
             _ => average.is_some() && dev_data.is_none(),
+        };
+        let candidate = match &average_dev {
+            Some((average_accuracy, _)) if use_average => Some(*average_accuracy),
+            _ => dev_accuracy,
         };
         let improved = match (candidate, best) {
             (Some(accuracy), Some((_, best_accuracy, _))) => accuracy > best_accuracy,
@@ -894,29 +892,25 @@ pub fn train(
         };
         if improved {
             let mut logits = dev_logits.unwrap_or_default();
-            if let (true, Some(average)) = (use_average, &average) {
-                let trained = average.swap_in(&params)?;
-                let saved = save(
-                    out,
-                    &config_json,
-                    &params,
-                    options.save_dtype,
-                    &base.tokenizer,
-                );
-                WeightAverage::restore(&params, &trained)?;
-                saved?;
+            // The average is saved by swapping it into the parameters for the write.
+            let trained = match (use_average, &average) {
+                (true, Some(average)) => Some(average.swap_in(&params)?),
+                _ => None,
+            };
+            let saved = save(
+                out,
+                &config_json,
+                &params,
+                options.save_dtype,
+                &base.tokenizer,
+            );
+            if let Some(trained) = &trained {
+                WeightAverage::restore(&params, trained)?;
                 if let Some((_, average_logits)) = &mut average_dev {
                     logits = std::mem::take(average_logits);
                 }
-            } else {
-                save(
-                    out,
-                    &config_json,
-                    &params,
-                    options.save_dtype,
-                    &base.tokenizer,
-                )?;
             }
+            saved?;
             best = Some((epoch, candidate.unwrap_or(f64::NAN), use_average));
             saved_dev_logits = logits;
         }
