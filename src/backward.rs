@@ -80,6 +80,7 @@ pub fn gradients_seeded(
 ) -> Result<Gradients> {
     let _device = crate::graphs::shared_device_work();
     let batch = pass.logits.dim(0)?;
+    let _span = crate::profile::span("backward (all)", &model.device);
     let (_, len, hidden) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;
     let head_dim = model.config.head_dim();

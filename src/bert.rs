@@ -402,6 +402,7 @@ impl BertClassifier {
                     .transpose(1, 2)?
                     .contiguous()?)
             };
+            let span = crate::profile::span("forward.attention", &self.device);
             let query = split_heads(dense(&layer.query, &hidden)?)?;
             let key = split_heads(dense(&layer.key, &hidden)?)?;
             let value = split_heads(dense(&layer.value, &hidden)?)?;
@@ -423,6 +424,8 @@ impl BertClassifier {
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((batch, len, d))?;
+            drop(span);
+            let _span = crate::profile::span("forward.dense+ffn", &self.device);
             let attention_dense =
                 self.training_dropout(dense(&layer.attention_output, &context)?)?;
             let attention_normed = layer

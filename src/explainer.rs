@@ -483,7 +483,10 @@ impl Explainer {
                     first,
                 }
             }
-            None => Route::Instrumented(Box::new(self.model.forward(ids, mask, false)?)),
+            None => {
+                let _span = crate::profile::span("forward (all)", &self.model.device);
+                Route::Instrumented(Box::new(self.model.forward(ids, mask, false)?))
+            }
         })
     }
 
@@ -533,6 +536,7 @@ impl Explainer {
                     relevance: relevance.as_ref(),
                     patched: &patched,
                 };
+                let _span = crate::profile::span("method scores", &self.model.device);
                 for &method in methods {
                     window_scores.push(per_window(&|seq, len| {
                         methods::score_tensor(method, &inputs, seq, len)

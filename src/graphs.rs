@@ -268,7 +268,10 @@ mod imp {
             let Device::Cuda(cuda) = device else {
                 return None;
             };
-            if std::env::var("TOKENLENS_CUDA_GRAPHS").is_ok_and(|v| v.trim() == "0") {
+            // A profiled run synchronises inside the passes, which a capture cannot.
+            if std::env::var("TOKENLENS_CUDA_GRAPHS").is_ok_and(|v| v.trim() == "0")
+                || crate::profile::enabled()
+            {
                 return None;
             }
             Some(CudaGraphs {

@@ -18,6 +18,7 @@ pub mod graphs;
 pub mod lsp;
 pub mod methods;
 pub mod model_dir;
+pub mod profile;
 pub mod relprop;
 pub mod render;
 pub mod segment;

@@ -407,6 +407,7 @@ pub fn patched_for(
         .iter()
         .filter_map(|&m| m.patched_rules().map(|rules| (m, rules)))
         .map(|(m, rules)| {
+            let _span = crate::profile::span("patched (all)", &model.device);
             Ok((
                 m,
                 attnlrp::token_relevance_seeded(model, pass, seed, rules)?,

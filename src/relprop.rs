@@ -165,6 +165,7 @@ fn linear_rule(
     output: Option<&Tensor>,
     relevance: &Tensor,
 ) -> Result<Tensor> {
+    let _span = crate::profile::span("relprop.linear", x.device());
     let w = layer.weight();
     let (out_dim, in_dim) = w.dims2()?;
     let rows = x.elem_count() / in_dim;
@@ -186,6 +187,7 @@ fn linear_rule(
 /// Gradient × input split of `a + b` followed by the reference's re-normalisation, which makes
 /// the two parts sum to ΣR with shares proportional to their absolute sums. `b` may broadcast.
 pub fn add(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor)> {
+    let _span = crate::profile::span("relprop.add", a.device());
     let z = a.broadcast_add(b)?;
     let s = safe_div(relevance, &z)?;
     let r_a = (a * &s)?;
@@ -219,6 +221,7 @@ fn reduce_to_shape(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
 
 /// Gradient × input of `a @ b`, each operand's share halved (the reference's `/= 2`).
 pub fn matmul(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor)> {
+    let _span = crate::profile::span("relprop.matmul", a.device());
     let z = a.matmul(b)?;
     let s = safe_div(relevance, &z)?;
     let r_a = (a * s.matmul(&b.t()?)?)?.affine(0.5, 0.0)?;
@@ -228,6 +231,7 @@ pub fn matmul(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Ten
 
 /// Fan-out: `x ⊙ Σ_i R_i / x` (zero where x is zero).
 pub fn clone(x: &Tensor, branches: &[&Tensor]) -> Result<Tensor> {
+    let _span = crate::profile::span("relprop.clone", x.device());
     let mut sum = safe_div(branches[0], x)?;
     for r in &branches[1..] {
         sum = (sum + safe_div(r, x)?)?;
@@ -258,6 +262,7 @@ pub fn propagate_seeded(
     let heads = model.config.num_attention_heads;
     let head_dim = model.config.head_dim();
 
+    let _span = crate::profile::span("relprop (all)", &model.device);
     let r_pooled = linear_from_output(&pass.pooled, &model.classifier, &pass.logits, seed)?;
     let r_cls = linear(&pass.cls, &model.pooler, &r_pooled)?;
     // IndexSelect of position 0 (gradient × input over the selected row).

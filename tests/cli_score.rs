@@ -884,3 +884,77 @@ fn terminal_stdout_defaults_to_coloured_ansi() {
     assert!(!screen.contains("\"schema_version\""), "{screen}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn bench_prints_a_row_per_length_and_with_profile_the_stages_of_one_explanation() {
+    let args = |profile: bool| {
+        let mut args: Vec<String> = [
+            "bench",
+            "--model",
+            &tiny_bert(),
+            "--lengths",
+            "16,24",
+            "--precisions",
+            "f32",
+            "--repeats",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec();
+        if profile {
+            args.push("--profile".into());
+        }
+        args
+    };
+    let plain = run(&args(false), &[], b"");
+    assert_ok(&plain);
+    let table = stdout(&plain);
+    for tokens in ["16", "24"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq([tokens, "f32"])),
+            "{table}"
+        );
+    }
+    assert!(!table.contains("relprop"), "{table}");
+
+    let profiled = run(&args(true), &[], b"");
+    assert_ok(&profiled);
+    let table = stdout(&profiled);
+    let stage = |name: &str| -> Vec<(f64, f64)> {
+        table
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                let n = fields.len();
+                (
+                    fields[n - 4].parse().unwrap(),
+                    fields[n - 2].parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Per length: the tiny BERT's 3 layers have 6 linear layers each, the lowest stops at its
+    // attention (no query, key, value), plus pooler and classifier: 17 linear rules.
+    let linear = stage("relprop.linear");
+    assert_eq!(linear.len(), 2, "{table}");
+    assert!(
+        linear.iter().all(|&(ms, calls)| ms > 0.0 && calls == 17.0),
+        "{table}"
+    );
+    for name in [
+        "forward (all)",
+        "backward (all)",
+        "relprop (all)",
+        "method scores",
+    ] {
+        let rows = stage(name);
+        assert_eq!(rows.len(), 2, "{name}: {table}");
+        assert!(
+            rows.iter().all(|&(_, calls)| calls == 1.0),
+            "{name}: {table}"
+        );
+    }
+}

@@ -30,6 +30,11 @@ pub struct BenchArgs {
     /// Timed repetitions per length (after one warm-up run).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Also print where the time of one explanation goes, by stage (forward, backward, each
+    /// relevance rule, scores). Synchronises the device after every stage and turns CUDA graphs
+    /// off, so the times are of the eager path and a little slower than without it.
+    #[arg(long)]
+    pub profile: bool,
     /// Internal: measure one configuration in this process and print it as JSON.
     #[arg(long, hide = true, num_args = 2, value_names = ["LENGTH", "PRECISION"])]
     pub single: Option<Vec<String>>,
@@ -76,6 +81,9 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn measure_single(args: &BenchArgs, length: usize, precision: &str) -> Result<i32> {
+    if args.profile {
+        crate::profile::enable();
+    }
     let mut model = args.model.clone();
     model.precision = match precision {
         "f64" => super::PrecisionArg::F64,
@@ -96,6 +104,10 @@ fn measure_single(args: &BenchArgs, length: usize, precision: &str) -> Result<i3
             .map(|i| text_of_length(&explainer, length, repeat * args.batch + i))
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        if repeat == 1 {
+            // The warm-up's stages are not counted.
+            crate::profile::take();
+        }
         let start = Instant::now();
         explainer.explain_batch(&refs, &[args.method], Target::Predicted)?;
         if repeat > 0 {
@@ -104,15 +116,42 @@ fn measure_single(args: &BenchArgs, length: usize, precision: &str) -> Result<i3
     }
     let min = times.iter().copied().fold(f64::INFINITY, f64::min);
     let med = median(&mut times);
+    let per_explanation = (args.repeats.max(1) * args.batch.max(1)) as f64;
+    let stages: Vec<serde_json::Value> = crate::profile::take()
+        .into_iter()
+        .map(|t| {
+            serde_json::json!({"name": t.name, "ms": t.total_ms / per_explanation,
+                                    "calls": t.calls as f64 / per_explanation})
+        })
+        .collect();
     println!(
         "{}",
         serde_json::json!({
             "length": length, "precision": precision, "median_ms": med, "min_ms": min,
             "peak_rss_mib": peak_rss_mib(), "model": explainer.model_name,
-            "graphs": explainer.graph_stats(),
+            "graphs": explainer.graph_stats(), "stages": stages,
         })
     );
     Ok(0)
+}
+
+/// The profile of one row: ms per explanation by stage, the slowest first. Stages nest (a
+/// name without a dot holds the dotted ones of its pass), so the column does not add up.
+fn print_stages(stages: &[serde_json::Value]) {
+    let mut rows: Vec<(&str, f64, f64)> = stages
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("?"),
+                s["ms"].as_f64().unwrap_or(f64::NAN),
+                s["calls"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (name, ms, calls) in rows {
+        println!("{:>18}  {name:<24} {ms:>9.2} ms  {calls:>6.0} calls", "");
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<i32> {
@@ -176,6 +215,9 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             if let Some(t) = args.model.threads {
                 child.arg("--threads").arg(t.to_string());
             }
+            if args.profile {
+                child.arg("--profile");
+            }
             let output = child.output().map_err(|source| Error::Io {
                 path: exe.clone(),
                 source,
@@ -206,6 +248,9 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             );
             if let Some(reason) = graphs["last_error"].as_str() {
                 eprintln!("  CUDA graph not used at {length} tokens: {reason}");
+            }
+            if let Some(stages) = row["stages"].as_array().filter(|s| !s.is_empty()) {
+                print_stages(stages);
             }
         }
     }
