@@ -38,9 +38,14 @@ pub struct Relevance {
 /// `a / (b + 1e-9) · [b ≠ 0]` (an extra 1e-9 where b + 1e-9 is exactly 0), exactly as the
 /// reference's `safe_divide`: the stabiliser does not follow the sign of b.
 pub fn safe_div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let same_shape_on_cpu = a.dims() == b.dims() && a.device().is_cpu() && a.dtype() == b.dtype();
-    if same_shape_on_cpu && matches!(a.dtype(), DType::F32 | DType::F64) {
-        // One pass instead of the nine tensor ops below: this runs on every attention map.
+    let fused = a.dims() == b.dims()
+        && a.elem_count() > 0
+        && a.dtype() == b.dtype()
+        && matches!(a.dtype(), DType::F32 | DType::F64)
+        && (a.device().is_cpu() || cuda_kernel::available(a.device()));
+    if fused {
+        // One pass (one kernel on a GPU) instead of the nine tensor ops below: this runs on
+        // every attention map and about 30 times per layer.
         return Ok(a
             .contiguous()?
             .apply_op2_no_bwd(&b.contiguous()?, &SafeDivide)?);
@@ -116,6 +121,133 @@ impl CustomOp2 for SafeDivide {
             _ => candle_core::bail!("safe-divide needs two f32 or two f64 tensors"),
         };
         Ok((out, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda_kernel::safe_divide(s1, l1, s2, l2)
+    }
+}
+
+/// The safe division as one CUDA kernel, compiled by NVRTC on first use (the driver then
+/// JIT-compiles it for the GPU, as it does candle's own kernels).
+#[cfg(feature = "cuda")]
+mod cuda_kernel {
+    use std::sync::OnceLock;
+
+    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::cudarc::nvrtc;
+    use candle_core::cuda_backend::{CudaStorage, CudaStorageSlice, WrapErr};
+    use candle_core::{Device, Layout, Shape};
+
+    const MODULE: &str = "tokenlens_safe_divide";
+    // IEEE division (NVRTC's default), the element rule of `safe_divide_element`.
+    const SOURCE: &str = r#"
+template <typename T>
+__device__ void safe_divide(const T *a, const T *b, T *out, unsigned long long n) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        const T y = b[i];
+        if (y == T(0)) {
+            out[i] = T(0);
+        } else {
+            T den = y + T(1e-9);
+            if (den == T(0)) den += T(1e-9);
+            out[i] = a[i] / den;
+        }
+    }
+}
+extern "C" __global__ void safe_divide_f32(const float *a, const float *b, float *out,
+                                           unsigned long long n) {
+    safe_divide<float>(a, b, out, n);
+}
+extern "C" __global__ void safe_divide_f64(const double *a, const double *b, double *out,
+                                           unsigned long long n) {
+    safe_divide<double>(a, b, out, n);
+}
+"#;
+
+    /// The module's PTX, or why NVRTC could not make it (compiled once per process).
+    fn ptx() -> &'static Result<String, String> {
+        static PTX: OnceLock<Result<String, String>> = OnceLock::new();
+        PTX.get_or_init(|| {
+            nvrtc::compile_ptx(SOURCE)
+                .map(|ptx| ptx.to_src())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// Whether `device` is a GPU that can run the kernel (otherwise the composite ops do).
+    pub fn available(device: &Device) -> bool {
+        matches!(device, Device::Cuda(_)) && ptx().is_ok()
+    }
+
+    pub fn safe_divide(
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let ptx = match ptx() {
+            Ok(ptx) => ptx,
+            Err(e) => candle_core::bail!("safe-divide kernel: NVRTC failed: {e}"),
+        };
+        let ((o1, e1), (o2, e2)) = match (l1.contiguous_offsets(), l2.contiguous_offsets()) {
+            (Some(r1), Some(r2)) => (r1, r2),
+            _ => candle_core::bail!("safe-divide needs contiguous inputs"),
+        };
+        let n = e1 - o1;
+        if e2 - o2 != n {
+            candle_core::bail!("safe-divide needs two tensors of one shape");
+        }
+        let device = &s1.device;
+        let count = n as u64;
+        let config = LaunchConfig::for_num_elems(n.max(1) as u32);
+        let slice = match (&s1.slice, &s2.slice) {
+            (CudaStorageSlice::F32(a), CudaStorageSlice::F32(b)) => {
+                let func = device.get_or_load_custom_func("safe_divide_f32", MODULE, ptx)?;
+                // SAFETY: every element is written by the kernel below.
+                let out = unsafe { device.alloc::<f32>(n)? };
+                let (a, b) = (a.slice(o1..e1), b.slice(o2..e2));
+                let mut builder = func.builder();
+                builder.arg(&a).arg(&b).arg(&out).arg(&count);
+                // SAFETY: the argument list matches the kernel's signature.
+                unsafe { builder.launch(config) }.w()?;
+                CudaStorageSlice::F32(out)
+            }
+            (CudaStorageSlice::F64(a), CudaStorageSlice::F64(b)) => {
+                let func = device.get_or_load_custom_func("safe_divide_f64", MODULE, ptx)?;
+                // SAFETY: every element is written by the kernel below.
+                let out = unsafe { device.alloc::<f64>(n)? };
+                let (a, b) = (a.slice(o1..e1), b.slice(o2..e2));
+                let mut builder = func.builder();
+                builder.arg(&a).arg(&b).arg(&out).arg(&count);
+                // SAFETY: the argument list matches the kernel's signature.
+                unsafe { builder.launch(config) }.w()?;
+                CudaStorageSlice::F64(out)
+            }
+            _ => candle_core::bail!("safe-divide needs two f32 or two f64 tensors"),
+        };
+        Ok((
+            CudaStorage {
+                slice,
+                device: device.clone(),
+            },
+            l1.shape().clone(),
+        ))
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+mod cuda_kernel {
+    pub fn available(_device: &candle_core::Device) -> bool {
+        false
     }
 }
 
