@@ -14,6 +14,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod explainer;
+pub mod fused;
 pub mod graphs;
 pub mod lsp;
 pub mod methods;

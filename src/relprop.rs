@@ -7,11 +7,12 @@
 //! autograd). Sums that the reference takes over the whole tensor are taken per sample, so a
 //! padded batch gives each sample the relevance it would get alone.
 
-use candle_core::{CpuStorage, CustomOp2, D, DType, Layout, Shape, Tensor};
+use candle_core::{D, Tensor};
 use candle_nn::Linear;
 
 use crate::bert::{BertClassifier, ForwardPass, one_hot_like};
 use crate::error::Result;
+use crate::fused;
 
 /// How far down the encoder relevance is propagated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,217 +39,15 @@ pub struct Relevance {
 /// `a / (b + 1e-9) · [b ≠ 0]` (an extra 1e-9 where b + 1e-9 is exactly 0), exactly as the
 /// reference's `safe_divide`: the stabiliser does not follow the sign of b.
 pub fn safe_div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let fused = a.dims() == b.dims()
-        && a.elem_count() > 0
-        && a.dtype() == b.dtype()
-        && matches!(a.dtype(), DType::F32 | DType::F64)
-        && (a.device().is_cpu() || cuda_kernel::available(a.device()));
-    if fused {
+    if a.dims() == b.dims() && fused::available(a.device(), &[a, b]) {
         // One pass (one kernel on a GPU) instead of the nine tensor ops below: this runs on
         // every attention map and about 30 times per layer.
-        return Ok(a
-            .contiguous()?
-            .apply_op2_no_bwd(&b.contiguous()?, &SafeDivide)?);
+        return fused::safe_divide(a, b);
     }
     let den = b.affine(1.0, 1e-9)?;
     let den = (&den + den.eq(0.0)?.to_dtype(den.dtype())?.affine(1e-9, 0.0)?)?;
     let keep = b.ne(0.0)?.to_dtype(b.dtype())?;
     Ok(a.broadcast_div(&den)?.broadcast_mul(&keep)?)
-}
-
-/// The reference's stabilised division of one element.
-fn safe_divide_element<T: num_like::Float>(a: T, b: T) -> T {
-    if b == T::ZERO {
-        return T::ZERO;
-    }
-    let den = b + T::EPS;
-    let den = if den == T::ZERO { den + T::EPS } else { den };
-    a / den
-}
-
-mod num_like {
-    pub trait Float:
-        Copy + PartialEq + std::ops::Add<Output = Self> + std::ops::Div<Output = Self>
-    {
-        const ZERO: Self;
-        const EPS: Self;
-    }
-    impl Float for f32 {
-        const ZERO: Self = 0.0;
-        const EPS: Self = 1e-9;
-    }
-    impl Float for f64 {
-        const ZERO: Self = 0.0;
-        const EPS: Self = 1e-9;
-    }
-}
-
-struct SafeDivide;
-
-impl CustomOp2 for SafeDivide {
-    fn name(&self) -> &'static str {
-        "safe-divide"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn slice<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
-            match layout.contiguous_offsets() {
-                Some((start, end)) => Ok(&data[start..end]),
-                None => candle_core::bail!("safe-divide needs contiguous inputs"),
-            }
-        }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(
-                slice(a, l1)?
-                    .iter()
-                    .zip(slice(b, l2)?)
-                    .map(|(&x, &y)| safe_divide_element(x, y))
-                    .collect(),
-            ),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(
-                slice(a, l1)?
-                    .iter()
-                    .zip(slice(b, l2)?)
-                    .map(|(&x, &y)| safe_divide_element(x, y))
-                    .collect(),
-            ),
-            _ => candle_core::bail!("safe-divide needs two f32 or two f64 tensors"),
-        };
-        Ok((out, l1.shape().clone()))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        cuda_kernel::safe_divide(s1, l1, s2, l2)
-    }
-}
-
-/// The safe division as one CUDA kernel, compiled by NVRTC on first use (the driver then
-/// JIT-compiles it for the GPU, as it does candle's own kernels).
-#[cfg(feature = "cuda")]
-mod cuda_kernel {
-    use std::sync::OnceLock;
-
-    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-    use candle_core::cuda_backend::cudarc::nvrtc;
-    use candle_core::cuda_backend::{CudaStorage, CudaStorageSlice, WrapErr};
-    use candle_core::{Device, Layout, Shape};
-
-    const MODULE: &str = "tokenlens_safe_divide";
-    // IEEE division (NVRTC's default), the element rule of `safe_divide_element`.
-    const SOURCE: &str = r#"
-template <typename T>
-__device__ void safe_divide(const T *a, const T *b, T *out, unsigned long long n) {
-    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
-         i += (unsigned long long)gridDim.x * blockDim.x) {
-        const T y = b[i];
-        if (y == T(0)) {
-            out[i] = T(0);
-        } else {
-            T den = y + T(1e-9);
-            if (den == T(0)) den += T(1e-9);
-            out[i] = a[i] / den;
-        }
-    }
-}
-extern "C" __global__ void safe_divide_f32(const float *a, const float *b, float *out,
-                                           unsigned long long n) {
-    safe_divide<float>(a, b, out, n);
-}
-extern "C" __global__ void safe_divide_f64(const double *a, const double *b, double *out,
-                                           unsigned long long n) {
-    safe_divide<double>(a, b, out, n);
-}
-"#;
-
-    /// The module's PTX, or why NVRTC could not make it (compiled once per process).
-    fn ptx() -> &'static Result<String, String> {
-        static PTX: OnceLock<Result<String, String>> = OnceLock::new();
-        PTX.get_or_init(|| {
-            nvrtc::compile_ptx(SOURCE)
-                .map(|ptx| ptx.to_src())
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    /// Whether `device` is a GPU that can run the kernel (otherwise the composite ops do).
-    pub fn available(device: &Device) -> bool {
-        matches!(device, Device::Cuda(_)) && ptx().is_ok()
-    }
-
-    pub fn safe_divide(
-        s1: &CudaStorage,
-        l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let ptx = match ptx() {
-            Ok(ptx) => ptx,
-            Err(e) => candle_core::bail!("safe-divide kernel: NVRTC failed: {e}"),
-        };
-        let ((o1, e1), (o2, e2)) = match (l1.contiguous_offsets(), l2.contiguous_offsets()) {
-            (Some(r1), Some(r2)) => (r1, r2),
-            _ => candle_core::bail!("safe-divide needs contiguous inputs"),
-        };
-        let n = e1 - o1;
-        if e2 - o2 != n {
-            candle_core::bail!("safe-divide needs two tensors of one shape");
-        }
-        let device = &s1.device;
-        let count = n as u64;
-        let config = LaunchConfig::for_num_elems(n.max(1) as u32);
-        let slice = match (&s1.slice, &s2.slice) {
-            (CudaStorageSlice::F32(a), CudaStorageSlice::F32(b)) => {
-                let func = device.get_or_load_custom_func("safe_divide_f32", MODULE, ptx)?;
-                // SAFETY: every element is written by the kernel below.
-                let out = unsafe { device.alloc::<f32>(n)? };
-                let (a, b) = (a.slice(o1..e1), b.slice(o2..e2));
-                let mut builder = func.builder();
-                builder.arg(&a).arg(&b).arg(&out).arg(&count);
-                // SAFETY: the argument list matches the kernel's signature.
-                unsafe { builder.launch(config) }.w()?;
-                CudaStorageSlice::F32(out)
-            }
-            (CudaStorageSlice::F64(a), CudaStorageSlice::F64(b)) => {
-                let func = device.get_or_load_custom_func("safe_divide_f64", MODULE, ptx)?;
-                // SAFETY: every element is written by the kernel below.
-                let out = unsafe { device.alloc::<f64>(n)? };
-                let (a, b) = (a.slice(o1..e1), b.slice(o2..e2));
-                let mut builder = func.builder();
-                builder.arg(&a).arg(&b).arg(&out).arg(&count);
-                // SAFETY: the argument list matches the kernel's signature.
-                unsafe { builder.launch(config) }.w()?;
-                CudaStorageSlice::F64(out)
-            }
-            _ => candle_core::bail!("safe-divide needs two f32 or two f64 tensors"),
-        };
-        Ok((
-            CudaStorage {
-                slice,
-                device: device.clone(),
-            },
-            l1.shape().clone(),
-        ))
-    }
-}
-
-#[cfg(not(feature = "cuda"))]
-mod cuda_kernel {
-    pub fn available(_device: &candle_core::Device) -> bool {
-        false
-    }
 }
 
 /// Per-sample sum over all but the first dimension, shaped to broadcast against `like`.
@@ -310,7 +109,13 @@ fn linear_rule(
         (Some(y), None) => y.reshape((rows, out_dim))?,
         (None, _) => x2.matmul(&w.t()?)?,
     };
-    let z = (xw + x_abs.matmul(&w_abs.t()?)?)?.affine(0.5, 0.0)?;
+    let t = x_abs.matmul(&w_abs.t()?)?;
+    if fused::available(x.device(), &[&r2, &xw, &t]) {
+        let s = fused::alpha_beta_ratio(&r2, &xw, &t)?;
+        let r_in = fused::alpha_beta_input(&x2, &s.matmul(w)?, &s.matmul(&w_abs)?)?;
+        return Ok(r_in.reshape(x.shape())?);
+    }
+    let z = (xw + t)?.affine(0.5, 0.0)?;
     let s = safe_div(&r2, &z)?;
     let r_in = ((x2 * s.matmul(w)?)? + (x_abs * s.matmul(&w_abs)?)?)?.affine(0.5, 0.0)?;
     Ok(r_in.reshape(x.shape())?)
@@ -320,6 +125,23 @@ fn linear_rule(
 /// the two parts sum to ΣR with shares proportional to their absolute sums. `b` may broadcast.
 pub fn add(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor)> {
     let _span = crate::profile::span("relprop.add", a.device());
+    if a.dims() == b.dims() && fused::available(a.device(), &[a, b, relevance]) {
+        // A residual connection: the split and the re-normalisation as three fused passes.
+        let split = fused::residual_split(a, b, relevance)?;
+        let mut rows = vec![2 * a.dim(0)?];
+        rows.extend_from_slice(&a.dims()[1..]);
+        let sums = per_sample_total(&split.reshape(rows)?)?;
+        let batch = a.dim(0)?;
+        let factors = fused::renormalisation(
+            &sums.narrow(0, 0, batch)?,
+            &sums.narrow(0, batch, batch)?,
+            &per_sample_total(relevance)?,
+        )?;
+        let mut factor_shape = vec![2, batch];
+        factor_shape.resize(split.rank(), 1);
+        let scaled = split.broadcast_mul(&factors.reshape(factor_shape)?)?;
+        return Ok((scaled.get(0)?, scaled.get(1)?));
+    }
     let z = a.broadcast_add(b)?;
     let s = safe_div(relevance, &z)?;
     let r_a = (a * &s)?;

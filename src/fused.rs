@@ -1,0 +1,550 @@
+//! Fused elementwise steps of the LRP rules: each is one pass over its tensors (one kernel on a
+//! GPU) instead of the chain of tensor ops it replaces, with the same arithmetic per element, in
+//! the same order. On a GPU an explanation is hundreds of small steps, and at batch 1 their
+//! launches, not their arithmetic, take most of the time.
+//!
+//! Every op works on contiguous f32 or f64 tensors of one dtype, on the CPU and, with the `cuda`
+//! feature, on a GPU (kernels compiled by NVRTC at first use; where that fails, [`available`]
+//! says no and the callers keep the composite ops).
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Tensor};
+
+use crate::error::Result;
+
+/// Whether the fused ops can run on `device` for `tensors` (one float dtype, no empty tensor).
+pub fn available(device: &Device, tensors: &[&Tensor]) -> bool {
+    let Some(first) = tensors.first() else {
+        return false;
+    };
+    let dtype = first.dtype();
+    matches!(dtype, DType::F32 | DType::F64)
+        && tensors
+            .iter()
+            .all(|t| t.dtype() == dtype && t.elem_count() > 0 && t.device().same_device(device))
+        && (device.is_cpu() || cuda::available(device))
+}
+
+/// `a / b` with the reference's stabiliser (see [`safe_divide_element`]); one shape.
+pub fn safe_divide(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(a.contiguous()?
+        .apply_op2_no_bwd(&b.contiguous()?, &Fused::SafeDivide)?)
+}
+
+/// `S = R / (½ (xWᵀ + |x||W|ᵀ))` of the LRP-α1β0 rule, from `xw = xWᵀ` and `t = |x||W|ᵀ`.
+pub fn alpha_beta_ratio(relevance: &Tensor, xw: &Tensor, t: &Tensor) -> Result<Tensor> {
+    Ok(relevance.contiguous()?.apply_op3_no_bwd(
+        &xw.contiguous()?,
+        &t.contiguous()?,
+        &Fused::AlphaBetaRatio,
+    )?)
+}
+
+/// `½ (x ⊙ u + |x| ⊙ v)` of the LRP-α1β0 rule, from `u = S W` and `v = S |W|`.
+pub fn alpha_beta_input(x: &Tensor, u: &Tensor, v: &Tensor) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op3_no_bwd(
+        &u.contiguous()?,
+        &v.contiguous()?,
+        &Fused::AlphaBetaInput,
+    )?)
+}
+
+/// Gradient × input split of `a + b` (one shape): `[a ⊙ s, b ⊙ s]` stacked on a new first
+/// dimension, with `s = R / (a + b)`.
+pub fn residual_split(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<Tensor> {
+    let stacked = a.contiguous()?.apply_op3_no_bwd(
+        &b.contiguous()?,
+        &relevance.contiguous()?,
+        &Fused::ResidualSplit,
+    )?;
+    let mut shape = vec![2];
+    shape.extend_from_slice(a.dims());
+    Ok(stacked.reshape(shape)?)
+}
+
+/// The reference's re-normalisation of a two-way split, per sample: from the sums of the two
+/// parts and of the relevance that was split ([B] each), the factors [2, B] that give each part
+/// a share of the total proportional to its absolute sum.
+pub fn renormalisation(sum_a: &Tensor, sum_b: &Tensor, total: &Tensor) -> Result<Tensor> {
+    let factors = sum_a.contiguous()?.apply_op3_no_bwd(
+        &sum_b.contiguous()?,
+        &total.contiguous()?,
+        &Fused::Renormalisation,
+    )?;
+    Ok(factors.reshape((2, sum_a.elem_count()))?)
+}
+
+/// The reference's `safe_divide` of one element: `a / (b + ε)` with ε = 1e-9 whatever the sign
+/// of b (and once more where that is exactly 0), and 0 where b is 0.
+pub fn safe_divide_element<T: Float>(a: T, b: T) -> T {
+    if b == T::ZERO {
+        return T::ZERO;
+    }
+    let den = b + T::EPS;
+    let den = if den == T::ZERO { den + T::EPS } else { den };
+    a / den
+}
+
+pub trait Float:
+    Copy
+    + PartialEq
+    + std::ops::Add<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+{
+    const ZERO: Self;
+    const HALF: Self;
+    const EPS: Self;
+    fn abs(self) -> Self;
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const HALF: Self = 0.5;
+    const EPS: Self = 1e-9;
+    fn abs(self) -> Self {
+        f32::abs(self)
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const HALF: Self = 0.5;
+    const EPS: Self = 1e-9;
+    fn abs(self) -> Self {
+        f64::abs(self)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fused {
+    SafeDivide,
+    AlphaBetaRatio,
+    AlphaBetaInput,
+    ResidualSplit,
+    Renormalisation,
+}
+
+impl Fused {
+    fn name(self) -> &'static str {
+        match self {
+            Fused::SafeDivide => "safe_divide",
+            Fused::AlphaBetaRatio => "alpha_beta_ratio",
+            Fused::AlphaBetaInput => "alpha_beta_input",
+            Fused::ResidualSplit => "residual_split",
+            Fused::Renormalisation => "renormalisation",
+        }
+    }
+
+    /// Elements written for inputs of `n` elements each.
+    fn output_len(self, n: usize) -> usize {
+        match self {
+            Fused::ResidualSplit | Fused::Renormalisation => 2 * n,
+            _ => n,
+        }
+    }
+
+    /// The op on the CPU. Each arm is the element rule the CUDA kernel of the same name runs.
+    fn run<T: Float>(self, inputs: &[&[T]]) -> Vec<T> {
+        let n = inputs[0].len();
+        let at = |k: usize, i: usize| inputs[k][i];
+        match self {
+            Fused::SafeDivide => (0..n)
+                .map(|i| safe_divide_element(at(0, i), at(1, i)))
+                .collect(),
+            Fused::AlphaBetaRatio => (0..n)
+                .map(|i| safe_divide_element(at(0, i), (at(1, i) + at(2, i)) * T::HALF))
+                .collect(),
+            Fused::AlphaBetaInput => (0..n)
+                .map(|i| {
+                    let x = at(0, i);
+                    (x * at(1, i) + x.abs() * at(2, i)) * T::HALF
+                })
+                .collect(),
+            Fused::ResidualSplit => {
+                let share = |i: usize| safe_divide_element(at(2, i), at(0, i) + at(1, i));
+                let mut out: Vec<T> = (0..n).map(|i| at(0, i) * share(i)).collect();
+                out.extend((0..n).map(|i| at(1, i) * share(i)));
+                out
+            }
+            Fused::Renormalisation => {
+                let (mut first, mut second) = (Vec::with_capacity(2 * n), Vec::with_capacity(n));
+                for i in 0..n {
+                    let (sum_a, sum_b, total) = (at(0, i), at(1, i), at(2, i));
+                    let (abs_a, abs_b) = (sum_a.abs(), sum_b.abs());
+                    let abs_total = abs_a + abs_b;
+                    let factor_a = safe_divide_element(abs_a, abs_total) * total;
+                    let factor_b = safe_divide_element(abs_b, abs_total) * total;
+                    first.push(safe_divide_element(factor_a, sum_a));
+                    second.push(safe_divide_element(factor_b, sum_b));
+                }
+                first.extend(second);
+                first
+            }
+        }
+    }
+
+    fn cpu(self, inputs: &[(&CpuStorage, &Layout)]) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn slice<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
+            match layout.contiguous_offsets() {
+                Some((start, end)) => Ok(&data[start..end]),
+                None => candle_core::bail!("fused op needs contiguous inputs"),
+            }
+        }
+        let shape = inputs[0].1.shape().clone();
+        if inputs.iter().any(|(_, l)| l.shape() != &shape) {
+            candle_core::bail!("{}: inputs of different shapes", self.name());
+        }
+        let out = match inputs[0].0 {
+            CpuStorage::F32(_) => {
+                let data = inputs
+                    .iter()
+                    .map(|(s, l)| match s {
+                        CpuStorage::F32(d) => slice(d, l),
+                        _ => candle_core::bail!("{}: mixed dtypes", self.name()),
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                CpuStorage::F32(self.run(&data))
+            }
+            CpuStorage::F64(_) => {
+                let data = inputs
+                    .iter()
+                    .map(|(s, l)| match s {
+                        CpuStorage::F64(d) => slice(d, l),
+                        _ => candle_core::bail!("{}: mixed dtypes", self.name()),
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                CpuStorage::F64(self.run(&data))
+            }
+            _ => candle_core::bail!("{} needs f32 or f64 tensors", self.name()),
+        };
+        let shape = match self.output_len(1) {
+            1 => shape,
+            _ => Shape::from(self.output_len(shape.elem_count())),
+        };
+        Ok((out, shape))
+    }
+}
+
+impl CustomOp2 for Fused {
+    fn name(&self) -> &'static str {
+        Fused::name(*self)
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.cpu(&[(s1, l1), (s2, l2)])
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::run(*self, &[(s1, l1), (s2, l2)])
+    }
+}
+
+impl CustomOp3 for Fused {
+    fn name(&self) -> &'static str {
+        Fused::name(*self)
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.cpu(&[(s1, l1), (s2, l2), (s3, l3)])
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::run(*self, &[(s1, l1), (s2, l2), (s3, l3)])
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use std::sync::OnceLock;
+
+    use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::cudarc::nvrtc::{self, CompileOptions};
+    use candle_core::cuda_backend::{CudaDType, CudaStorage, CudaStorageSlice, WrapErr};
+    use candle_core::{Device, Layout, Shape};
+
+    use super::Fused;
+
+    const MODULE: &str = "tokenlens_fused";
+    // The element rules of `Fused::run`, in the same order of operations; IEEE division and no
+    // contraction of a product and a sum into one rounding, as on the CPU.
+    const SOURCE: &str = r#"
+typedef unsigned long long u64;
+#define EACH(n) for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < (n); \
+                     i += (u64)gridDim.x * blockDim.x)
+
+template <typename T> __device__ T safe_div(T a, T b) {
+    if (b == T(0)) return T(0);
+    T den = b + T(1e-9);
+    if (den == T(0)) den += T(1e-9);
+    return a / den;
+}
+template <typename T> __device__ void safe_divide(const T *a, const T *b, T *out, u64 n) {
+    EACH(n) out[i] = safe_div(a[i], b[i]);
+}
+template <typename T>
+__device__ void alpha_beta_ratio(const T *r, const T *xw, const T *t, T *out, u64 n) {
+    EACH(n) out[i] = safe_div(r[i], (xw[i] + t[i]) * T(0.5));
+}
+template <typename T>
+__device__ void alpha_beta_input(const T *x, const T *u, const T *v, T *out, u64 n) {
+    EACH(n) {
+        const T xi = x[i];
+        out[i] = (xi * u[i] + fabs(xi) * v[i]) * T(0.5);
+    }
+}
+template <typename T>
+__device__ void residual_split(const T *a, const T *b, const T *r, T *out, u64 n) {
+    EACH(n) {
+        const T share = safe_div(r[i], a[i] + b[i]);
+        out[i] = a[i] * share;
+        out[n + i] = b[i] * share;
+    }
+}
+template <typename T>
+__device__ void renormalisation(const T *sum_a, const T *sum_b, const T *total, T *out, u64 n) {
+    EACH(n) {
+        const T abs_a = fabs(sum_a[i]);
+        const T abs_b = fabs(sum_b[i]);
+        const T abs_total = abs_a + abs_b;
+        const T factor_a = safe_div(abs_a, abs_total) * total[i];
+        const T factor_b = safe_div(abs_b, abs_total) * total[i];
+        out[i] = safe_div(factor_a, sum_a[i]);
+        out[n + i] = safe_div(factor_b, sum_b[i]);
+    }
+}
+
+#define BOTH(name, params, args) \
+    extern "C" __global__ void name##_f32 params(float) { name<float> args; } \
+    extern "C" __global__ void name##_f64 params(double) { name<double> args; }
+#define P2(T) (const T *a, const T *b, T *out, u64 n)
+#define P3(T) (const T *a, const T *b, const T *c, T *out, u64 n)
+BOTH(safe_divide, P2, (a, b, out, n))
+BOTH(alpha_beta_ratio, P3, (a, b, c, out, n))
+BOTH(alpha_beta_input, P3, (a, b, c, out, n))
+BOTH(residual_split, P3, (a, b, c, out, n))
+BOTH(renormalisation, P3, (a, b, c, out, n))
+"#;
+
+    /// The module's PTX, or why NVRTC could not make it (compiled once per process).
+    fn ptx() -> &'static Result<String, String> {
+        static PTX: OnceLock<Result<String, String>> = OnceLock::new();
+        PTX.get_or_init(|| {
+            let options = CompileOptions {
+                fmad: Some(false),
+                ..Default::default()
+            };
+            let ptx = nvrtc::compile_ptx_with_opts(SOURCE, options)
+                .map(|ptx| ptx.to_src())
+                .map_err(|e| e.to_string());
+            if let Err(e) = &ptx {
+                // Results stay right (the composite ops run instead), but slower: say so once.
+                eprintln!("tokenlens: fused GPU kernels unavailable, NVRTC failed: {e}");
+            }
+            ptx
+        })
+    }
+
+    pub fn available(device: &Device) -> bool {
+        matches!(device, Device::Cuda(_)) && ptx().is_ok()
+    }
+
+    fn launch<T: CudaDType + DeviceRepr>(
+        op: Fused,
+        suffix: &str,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> candle_core::Result<CudaStorage> {
+        let ptx = match ptx() {
+            Ok(ptx) => ptx,
+            Err(e) => candle_core::bail!("{}: NVRTC failed: {e}", op.name()),
+        };
+        let device = &inputs[0].0.device;
+        let views = inputs
+            .iter()
+            .map(|(storage, layout)| match layout.contiguous_offsets() {
+                Some((start, end)) => Ok(storage.as_cuda_slice::<T>()?.slice(start..end)),
+                None => candle_core::bail!("{} needs contiguous inputs", op.name()),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let n = views[0].len();
+        let name = format!("{}_{suffix}", op.name());
+        let func = device.get_or_load_custom_func(&name, MODULE, ptx)?;
+        // SAFETY: the kernel writes every one of the output's elements.
+        let out = unsafe { device.alloc::<T>(op.output_len(n))? };
+        let count = n as u64;
+        let mut builder = func.builder();
+        for view in &views {
+            builder.arg(view);
+        }
+        builder.arg(&out).arg(&count);
+        // SAFETY: the arguments match the kernel's parameters (inputs, output, count).
+        unsafe { builder.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(out, device.clone()))
+    }
+
+    pub fn run(
+        op: Fused,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let shape = inputs[0].1.shape().clone();
+        if inputs.iter().any(|(_, l)| l.shape() != &shape) {
+            candle_core::bail!("{}: inputs of different shapes", op.name());
+        }
+        let storage = match &inputs[0].0.slice {
+            CudaStorageSlice::F32(_) => launch::<f32>(op, "f32", inputs)?,
+            CudaStorageSlice::F64(_) => launch::<f64>(op, "f64", inputs)?,
+            _ => candle_core::bail!("{} needs f32 or f64 tensors", op.name()),
+        };
+        let shape = match op.output_len(1) {
+            1 => shape,
+            _ => Shape::from(op.output_len(shape.elem_count())),
+        };
+        Ok((storage, shape))
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+mod cuda {
+    pub fn available(_device: &candle_core::Device) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        t.flatten_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// The composite tensor ops each fused op replaces, as the rules were written before.
+    fn composite_safe_div(a: &Tensor, b: &Tensor) -> Tensor {
+        let den = b.affine(1.0, 1e-9).unwrap();
+        let den = (&den
+            + den
+                .eq(0.0)
+                .unwrap()
+                .to_dtype(den.dtype())
+                .unwrap()
+                .affine(1e-9, 0.0)
+                .unwrap())
+        .unwrap();
+        let keep = b.ne(0.0).unwrap().to_dtype(b.dtype()).unwrap();
+        a.broadcast_div(&den).unwrap().broadcast_mul(&keep).unwrap()
+    }
+
+    fn tensor(values: &[f64], dtype: DType) -> Tensor {
+        Tensor::new(values, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    }
+
+    #[test]
+    fn fused_ops_equal_the_composite_ops_they_replace_in_both_precisions() {
+        // Zeros, a sum that cancels, a denominator of exactly -1e-9, signs of every kind.
+        let a = [0.5, -2.0, 0.0, 3.0, -1e-9, 7.25, 1e-12, -0.3];
+        let b = [0.25, 2.0, 0.0, -3.0, 1e-9, -1e-9, 4.0, 0.0];
+        let r = [1.0, -0.5, 2.0, 0.75, 3.0, -1.5, 0.0, 0.2];
+        for dtype in [DType::F32, DType::F64] {
+            let (a, b, r) = (tensor(&a, dtype), tensor(&b, dtype), tensor(&r, dtype));
+            assert!(available(&Device::Cpu, &[&a, &b, &r]));
+
+            assert_eq!(
+                values(&safe_divide(&r, &b).unwrap()),
+                values(&composite_safe_div(&r, &b)),
+                "{dtype:?}"
+            );
+
+            let z = (&a + &b).unwrap().affine(0.5, 0.0).unwrap();
+            assert_eq!(
+                values(&alpha_beta_ratio(&r, &a, &b).unwrap()),
+                values(&composite_safe_div(&r, &z)),
+                "{dtype:?}"
+            );
+
+            let expected = ((&a * &b).unwrap() + (a.abs().unwrap() * &r).unwrap())
+                .unwrap()
+                .affine(0.5, 0.0)
+                .unwrap();
+            assert_eq!(
+                values(&alpha_beta_input(&a, &b, &r).unwrap()),
+                values(&expected),
+                "{dtype:?}"
+            );
+
+            let share = composite_safe_div(&r, &(&a + &b).unwrap());
+            let split = residual_split(&a, &b, &r).unwrap();
+            assert_eq!(split.dims(), &[2, 8]);
+            let mut expected = values(&(&a * &share).unwrap());
+            expected.extend(values(&(&b * &share).unwrap()));
+            assert_eq!(values(&split), expected, "{dtype:?}");
+
+            let total = (&r * 3.0).unwrap();
+            let (abs_a, abs_b) = (a.abs().unwrap(), b.abs().unwrap());
+            let abs_total = (&abs_a + &abs_b).unwrap();
+            let factor_a = (composite_safe_div(&abs_a, &abs_total) * &total).unwrap();
+            let factor_b = (composite_safe_div(&abs_b, &abs_total) * &total).unwrap();
+            let mut expected = values(&composite_safe_div(&factor_a, &a));
+            expected.extend(values(&composite_safe_div(&factor_b, &b)));
+            let factors = renormalisation(&a, &b, &total).unwrap();
+            assert_eq!(factors.dims(), &[2, 8]);
+            assert_eq!(values(&factors), expected, "{dtype:?}");
+        }
+    }
+
+    #[test]
+    fn fused_ops_read_views_and_refuse_mixed_or_integer_inputs() {
+        let base = Tensor::new(&[[1.0f32, 2.0], [3.0, 4.0]], &Device::Cpu).unwrap();
+        let transposed = base.t().unwrap();
+        let divided = safe_divide(
+            &transposed,
+            &Tensor::ones((2, 2), DType::F32, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(values(&divided), [1.0, 3.0, 2.0, 4.0]);
+
+        let f64s = base.to_dtype(DType::F64).unwrap();
+        assert!(!available(&Device::Cpu, &[&base, &f64s]));
+        assert!(safe_divide(&base, &f64s).is_err());
+        let ints = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
+        assert!(!available(&Device::Cpu, &[&ints]));
+        let empty = Tensor::zeros(0, DType::F32, &Device::Cpu).unwrap();
+        assert!(!available(&Device::Cpu, &[&empty]));
+    }
+}
