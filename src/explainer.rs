@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::mem::ManuallyDrop;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::attnlrp::{PatchedRun, Rules};
 use crate::bert::{BertClassifier, ForwardPass, Precision};
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
-use crate::graphs::{self, CudaGraphs, GraphStats, Steps};
+use crate::graphs::{self, Computed, CudaGraphs, GraphStats, Steps};
 use crate::methods::{self, Method, MethodInputs};
 use crate::model_dir::{ModelFiles, TokenizerFile};
 use crate::text::{self, Aggregation, Piece, TextEncoder, Window};
@@ -35,6 +35,11 @@ pub struct ExplainerOptions {
     pub aggregation: Aggregation,
     /// Sequences (windows) per forward pass.
     pub batch_size: usize,
+    /// Most attention cells per forward pass (sequences × the longest one's length², special
+    /// tokens included), so that memory stays bounded when windows are long: `None` is
+    /// `batch_size` sequences of 128 tokens (16 × 128² = one 512-token window on the CPU's
+    /// default batch size); a text longer than a pass is explained a pass at a time.
+    pub batch_cells: Option<usize>,
     /// Explanations kept in memory, keyed by text, methods and target.
     pub cache_capacity: usize,
 }
@@ -47,6 +52,7 @@ impl Default for ExplainerOptions {
             max_tokens: None,
             aggregation: Aggregation::Sum,
             batch_size: 16,
+            batch_cells: None,
             cache_capacity: 4096,
         }
     }
@@ -211,6 +217,15 @@ impl Explainer {
         }
     }
 
+    fn batch_cells(&self) -> usize {
+        self.options.batch_cells.unwrap_or(
+            self.options
+                .batch_size
+                .max(1)
+                .saturating_mul(CELLS_PER_SEQUENCE),
+        )
+    }
+
     fn window_capacity(&self) -> usize {
         let positions = self.model.config.max_position_embeddings;
         let limit = self.options.max_tokens.unwrap_or(positions).min(positions);
@@ -254,16 +269,24 @@ impl Explainer {
                 },
             ));
         }
-        // Similar lengths together keep padding small; each text's windows stay in one batch.
-        documents.sort_by_key(|(_, d)| d.windows.iter().map(|w| w.end - w.start).max());
+        // Similar lengths together keep padding small; each text's windows stay in one batch
+        // (one text of more windows than a batch is split by `explain_documents`).
+        let longest = |d: &Document| d.windows.iter().map(|w| w.end - w.start + 2).max();
+        documents.sort_by_key(|(_, d)| longest(d));
+        let batch_cells = self.batch_cells();
         let mut start = 0;
         while start < documents.len() {
             let mut end = start;
             let mut sequences = 0;
-            while end < documents.len()
-                && (end == start
-                    || sequences + documents[end].1.windows.len() <= self.options.batch_size)
-            {
+            while end < documents.len() && {
+                let doc = &documents[end].1;
+                let count = sequences + doc.windows.len();
+                // Sorted by length: this text's longest window is the batch's longest.
+                let length = longest(doc).unwrap_or(2);
+                end == start
+                    || (count <= self.options.batch_size
+                        && count.saturating_mul(length * length) <= batch_cells)
+            } {
                 sequences += documents[end].1.windows.len();
                 end += 1;
             }
@@ -342,29 +365,42 @@ impl Explainer {
                 owner.push(d);
             }
         }
-        let (ids, mask, lengths) = self.batch_tensors(&sequences)?;
         // Window logits → the target class of every window (its document's target).
         let choose_targets = |window_logits: &[Vec<f64>]| -> Result<Vec<usize>> {
             let classes = self.document_targets(window_logits, &owner, docs, target)?;
             Ok(owner.iter().map(|&d| classes.target[d]).collect())
         };
-        let first = |ids: &Tensor, mask: &Tensor| self.start_route(ids, mask, methods);
-        let second =
-            |route: &Route, seed: &Tensor| self.route_scores(route, seed, &lengths, methods);
-        let steps = Steps {
-            first: &first,
-            logits: &Route::logits,
-            choose: &choose_targets,
-            second: &second,
-        };
-        let computed = match &self.graphs {
-            // Replaying pays off for one window at a time (interactive use): batches are rarely
-            // the same shape twice, and batching already hides the launch overhead.
-            Some(graphs) if sequences.len() == 1 => {
-                let key = (ids.dims().to_vec(), lengths.clone(), methods.to_vec());
-                graphs.run(key, &ids, &mask, &steps)?
+        let lengths: Vec<usize> = sequences.iter().map(|s| s.len() + 2).collect();
+        let passes = pass_ranges(&lengths, self.options.batch_size, self.batch_cells());
+        let computed = if passes.len() <= 1 {
+            self.compute(&sequences, methods, &choose_targets)?
+        } else {
+            // One text with more windows than a pass holds: its target needs the logits of
+            // all of them, so they are classified first (no activations kept), then explained
+            // a pass at a time, which bounds memory by the batch, not by the text's length.
+            let mut window_logits = Vec::with_capacity(sequences.len());
+            for pass in &passes {
+                let (ids, mask, _) = self.batch_tensors(&sequences[pass.clone()])?;
+                let logits = {
+                    let _device = graphs::shared_device_work();
+                    self.model.logits(&ids, &mask)?.to_dtype(DType::F64)?
+                };
+                window_logits.extend(logits.to_vec2::<f64>()?);
             }
-            _ => graphs::run_eager(&ids, &mask, &steps)?,
+            let targets = choose_targets(&window_logits)?;
+            let mut scores: Vec<Vec<Vec<f64>>> = vec![Vec::new(); methods.len()];
+            for pass in passes {
+                let chosen = &targets[pass.clone()];
+                let part_computed =
+                    self.compute(&sequences[pass], methods, &|_| Ok(chosen.to_vec()))?;
+                for (all, per_window) in scores.iter_mut().zip(part_computed.scores) {
+                    all.extend(per_window);
+                }
+            }
+            Computed {
+                logits: window_logits,
+                scores,
+            }
         };
         let DocumentClasses {
             logits: doc_logits,
@@ -425,6 +461,35 @@ impl Explainer {
             });
         }
         Ok(out)
+    }
+
+    /// Logits and raw scores of `sequences` (piece ids of windows), explained together as one
+    /// batch, with the target of each window chosen by `choose` from the logits of all.
+    fn compute(
+        &self,
+        sequences: &[Vec<u32>],
+        methods: &[Method],
+        choose: graphs::ChooseTargets,
+    ) -> Result<Computed> {
+        let (ids, mask, lengths) = self.batch_tensors(sequences)?;
+        let first = |ids: &Tensor, mask: &Tensor| self.start_route(ids, mask, methods);
+        let second =
+            |route: &Route, seed: &Tensor| self.route_scores(route, seed, &lengths, methods);
+        let steps = Steps {
+            first: &first,
+            logits: &Route::logits,
+            choose,
+            second: &second,
+        };
+        match &self.graphs {
+            // Replaying pays off for one window at a time (interactive use): batches are rarely
+            // the same shape twice, and batching already hides the launch overhead.
+            Some(graphs) if sequences.len() == 1 => {
+                let key = (ids.dims().to_vec(), lengths.clone(), methods.to_vec());
+                graphs.run(key, &ids, &mask, &steps)
+            }
+            _ => graphs::run_eager(&ids, &mask, &steps),
+        }
     }
 
     /// Per document: logits (mean over its windows), predicted class and target class.
@@ -594,6 +659,33 @@ impl Explainer {
 
 /// Per token position of the whole text: the mean over the windows that contain it ([CLS] and
 /// [SEP] of every window count for the text's [CLS] and [SEP]).
+/// Attention cells a sequence of the default batch is counted with (128 tokens).
+const CELLS_PER_SEQUENCE: usize = 128 * 128;
+
+/// Consecutive ranges of sequences of `lengths` for one forward pass each: at most `count`
+/// sequences and at most `cells` attention cells when padded to the longest, and at least one
+/// sequence per pass.
+fn pass_ranges(lengths: &[usize], count: usize, cells: usize) -> Vec<std::ops::Range<usize>> {
+    let mut passes = Vec::new();
+    let mut start = 0;
+    while start < lengths.len() {
+        let mut end = start + 1;
+        let mut longest = lengths[start];
+        while end < lengths.len() {
+            let length = longest.max(lengths[end]);
+            let sequences = end + 1 - start;
+            if sequences > count.max(1) || sequences.saturating_mul(length * length) > cells {
+                break;
+            }
+            longest = length;
+            end += 1;
+        }
+        passes.push(start..end);
+        start = end;
+    }
+    passes
+}
+
 fn merge_windows(doc: &Document, per_window: &[Vec<f64>]) -> Vec<f64> {
     if per_window.len() == 1 {
         return per_window[0].clone();
@@ -659,5 +751,25 @@ impl Route {
             Route::Instrumented(pass) => &pass.logits,
             Route::PatchedOnly { first, .. } => first.logits(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pass_ranges;
+
+    #[test]
+    fn passes_hold_at_most_the_batch_size_and_the_attention_cells_padded_to_the_longest() {
+        // Short sequences: the count decides.
+        assert_eq!(pass_ranges(&[10; 7], 3, usize::MAX), [0..3, 3..6, 6..7]);
+        // 512-token windows on the CPU default (16 × 128²): one per pass.
+        let budget = 16 * 128 * 128;
+        assert_eq!(pass_ranges(&[512; 3], 16, budget), [0..1, 1..2, 2..3]);
+        // 256-token windows: four per pass; a long one after short ones pads them all.
+        assert_eq!(pass_ranges(&[256; 5], 16, budget), [0..4, 4..5]);
+        assert_eq!(pass_ranges(&[100, 100, 300, 100], 16, budget), [0..2, 2..4]);
+        // A window beyond the budget still gets a pass of its own.
+        assert_eq!(pass_ranges(&[600, 20], 16, budget), [0..1, 1..2]);
+        assert!(pass_ranges(&[], 16, budget).is_empty());
     }
 }

@@ -451,3 +451,53 @@ fn hub_ids_resolve_through_the_cache_and_fail_clearly_offline() {
         "{message}"
     );
 }
+
+#[test]
+fn a_text_of_more_windows_than_a_batch_is_explained_a_batch_at_a_time_with_the_same_result() {
+    let long: String = (0..40)
+        .map(|i| format!("scene {i} was dull but the music was lovely. "))
+        .collect();
+    let with_batch = |batch_size: usize| {
+        let options = ExplainerOptions {
+            precision: Precision::F64,
+            max_tokens: Some(40),
+            batch_size,
+            ..Default::default()
+        };
+        Explainer::load(&path_str(&tiny_bert_dir()), options).unwrap()
+    };
+    let methods = [
+        Method::CheferLrpAllLayers,
+        Method::AttnLrp,
+        Method::GradientXInput,
+        Method::AttentionRollout,
+    ];
+    let together = with_batch(64);
+    let texts = [long.as_str(), "A short one that fits."];
+    for target in [Target::Predicted, Target::Class(1)] {
+        let whole = together.explain_batch(&texts, &methods, target).unwrap();
+        assert!(whole[0].windows > 8, "{} windows", whole[0].windows);
+        for batch_size in [1, 3] {
+            let chunked = with_batch(batch_size)
+                .explain_batch(&texts, &methods, target)
+                .unwrap();
+            for (a, b) in whole.iter().zip(&chunked) {
+                assert_eq!(a.windows, b.windows);
+                assert_eq!((a.predicted, a.target), (b.predicted, b.target));
+                for (x, y) in a.logits.iter().zip(&b.logits) {
+                    assert!((x - y).abs() < 1e-9, "logits {x} vs {y}");
+                }
+                for (p, q) in a.attributions.iter().zip(&b.attributions) {
+                    let scale = max_abs(&p.token_scores).max(1e-300);
+                    for (x, y) in p.token_scores.iter().zip(&q.token_scores) {
+                        assert!(
+                            (x - y).abs() <= 1e-9 * scale || (x.is_nan() && y.is_nan()),
+                            "{} at batch {batch_size}: {x} vs {y}",
+                            p.method
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -94,6 +94,8 @@ fn measure_single(args: &BenchArgs, length: usize, precision: &str) -> Result<i3
         precision: model.precision.into(),
         device: crate::device::parse_device(&model.device)?,
         batch_size: args.batch.max(1),
+        // `--batch N` means N windows in one pass, however long they are.
+        batch_cells: Some(usize::MAX),
         cache_capacity: 0,
         ..Default::default()
     };

@@ -108,8 +108,10 @@ pub struct ScoreArgs {
     #[arg(long, value_parser = parse_aggregation, default_value = "sum", help_heading = "Explanation")]
     pub aggregate: Aggregation,
 
-    /// Sequences per forward pass (a long text counts once per window) [default: 16 on cpu, 64
-    /// on cuda].
+    /// Sequences per forward pass (a long text counts once per window), fewer when they are
+    /// long: a pass holds at most N × 128² attention cells (N windows of 128 tokens, N/16 of
+    /// 512), which bounds memory; a longer text is explained a pass at a time [default: 16 on
+    /// cpu, 64 on cuda].
     #[arg(long, value_name = "N", help_heading = "Performance")]
     pub batch_size: Option<usize>,
     /// No progress bar and no hints on stderr (errors are still reported).
