@@ -218,6 +218,72 @@ fn extend_over_dropped(text: &str, end: usize, limit: usize) -> usize {
         .map_or(rest.len(), |(at, _)| at)
 }
 
+/// The CJK Unified Ideographs (and their extensions and compatibility blocks), the characters
+/// BERT's basic tokenizer surrounds with spaces (`_is_chinese_char`).
+fn is_cjk_ideograph(c: char) -> bool {
+    matches!(c as u32,
+        0x4E00..=0x9FFF
+        | 0x3400..=0x4DBF
+        | 0x20000..=0x2A6DF
+        | 0x2A700..=0x2B73F
+        | 0x2B740..=0x2B81F
+        | 0x2B820..=0x2CEAF
+        | 0xF900..=0xFAFF
+        | 0x2F800..=0x2FA1F)
+}
+
+/// Whether punctuation at `start..end` written between two words without a space separates
+/// them ("good,but", "movie.Terrible", "wait...What") rather than belonging to one token
+/// ("don't", "well-made", "U.S.", "3.5", "example.com"): commas, semicolons, `!` and `?` between
+/// letters do; full stops, ellipses and colons only before a capital letter. Both neighbours
+/// must be at least two letters long.
+fn separates_words(text: &str, start: usize, end: usize) -> bool {
+    let (Some(before), Some(run), Some(after)) =
+        (text.get(..start), text.get(start..end), text.get(end..))
+    else {
+        return false;
+    };
+    let left = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphabetic())
+        .count();
+    let right: Vec<char> = after.chars().take_while(|c| c.is_alphabetic()).collect();
+    if left < 2 || right.len() < 2 || run.is_empty() {
+        return false;
+    }
+    run.chars().all(|c| matches!(c, ',' | ';' | '!' | '?'))
+        || (run.chars().all(|c| matches!(c, '.' | ':' | '…')) && right[0].is_uppercase())
+}
+
+/// Splits a group of pieces joined without whitespace where punctuation inside it separates
+/// two words (see [`separates_words`]); the punctuation becomes a group of its own.
+fn split_between_sentences(text: &str, pieces: &[Piece], group: Vec<usize>) -> Vec<Vec<usize>> {
+    let symbolic = |i: usize| is_symbolic(text.get(pieces[i].start..pieces[i].end).unwrap_or(""));
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut k = 0;
+    while k < group.len() {
+        if k > 0 && symbolic(group[k]) {
+            let run_end = (k..group.len())
+                .find(|&j| !symbolic(group[j]))
+                .unwrap_or(group.len());
+            let (start, end) = (pieces[group[k]].start, pieces[group[run_end - 1]].end);
+            if run_end < group.len() && separates_words(text, start, end) {
+                out.push(std::mem::take(&mut current));
+                out.push(group[k..run_end].to_vec());
+                k = run_end;
+                continue;
+            }
+        }
+        current.push(group[k]);
+        k += 1;
+    }
+    out.push(current);
+    out.retain(|g| !g.is_empty());
+    out
+}
+
 /// Groups pieces into words. Pieces joined without whitespace form one word ("don't",
 /// "well-made", "unbelievable"), except that punctuation runs at the start or the end of such a
 /// group are words of their own ("movie" "." , "(" "great" ")"), so a full stop never takes
@@ -228,9 +294,19 @@ pub fn words(text: &str, pieces: &[Piece]) -> Vec<WordSpan> {
         // Pieces of one character share its span (a Hangul syllable becomes two or three jamo
         // pieces, each with the syllable's offsets): an overlap joins them too.
         let overlaps = i > 0 && piece.start < pieces[i - 1].end;
+        // A CJK ideograph is a word of its own, as BERT's pre-tokenizer makes it a token of
+        // its own: Chinese is written without spaces.
+        let ideograph = |p: &Piece| {
+            text.get(p.start..p.end)
+                .and_then(|t| t.chars().next())
+                .is_some_and(is_cjk_ideograph)
+        };
         let joined = i > 0
             && piece.start < piece.end
-            && (overlaps || joined_by(text, pieces[i - 1].end, piece.start));
+            && (overlaps
+                || (!ideograph(piece)
+                    && !ideograph(&pieces[i - 1])
+                    && joined_by(text, pieces[i - 1].end, piece.start)));
         match groups.last_mut() {
             Some(group) if joined => group.push(i),
             _ => groups.push(vec![i]),
@@ -256,6 +332,10 @@ pub fn words(text: &str, pieces: &[Piece]) -> Vec<WordSpan> {
             }
         }
     };
+    let groups: Vec<Vec<usize>> = groups
+        .into_iter()
+        .flat_map(|group| split_between_sentences(text, pieces, group))
+        .collect();
     for group in groups {
         let core_start = group.iter().position(|&i| !symbolic(i));
         let core_end = group.iter().rposition(|&i| !symbolic(i));
@@ -332,6 +412,71 @@ mod tests {
             .map(|w| &text[w.start..w.end])
             .collect();
         assert_eq!(words, ["don't", "(", "stop", "),", "now", "."]);
+    }
+
+    /// Words of `text` with pieces at the spans of `tokens` (each found after the previous).
+    fn words_of(text: &str, tokens: &[&str]) -> Vec<String> {
+        let mut at = 0;
+        let pieces: Vec<Piece> = tokens
+            .iter()
+            .map(|t| {
+                let start = at + text[at..].find(t).unwrap();
+                at = start + t.len();
+                piece(start, at)
+            })
+            .collect();
+        words(text, &pieces)
+            .iter()
+            .map(|w| text[w.start..w.end].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn punctuation_between_words_without_a_space_separates_them() {
+        let split = |text: &str, tokens: &[&str]| words_of(text, tokens);
+        assert_eq!(
+            split("movie.Terrible", &["movie", ".", "Terrible"]),
+            ["movie", ".", "Terrible"]
+        );
+        assert_eq!(
+            split(
+                "good,but slow!!Loved it",
+                &["good", ",", "but", "slow", "!", "!", "Loved", "it"]
+            ),
+            ["good", ",", "but", "slow", "!!", "Loved", "it"]
+        );
+        assert_eq!(
+            split("wait...What", &["wait", ".", ".", ".", "What"]),
+            ["wait", "...", "What"]
+        );
+        // One token each: abbreviations, numbers, domains, hyphens, apostrophes, lower case
+        // after a full stop.
+        for (text, tokens) in [
+            ("U.S.A", &["U", ".", "S", ".", "A"][..]),
+            ("3.5", &["3", ".", "5"]),
+            ("example.com", &["example", ".", "com"]),
+            ("well-made", &["well", "-", "made"]),
+            ("don't", &["don", "'", "t"]),
+        ] {
+            assert_eq!(split(text, tokens), [text], "{text}");
+        }
+    }
+
+    #[test]
+    fn every_cjk_ideograph_is_a_word_and_other_scripts_are_not_split() {
+        // BERT's tokenizer makes each ideograph a piece; kana and Latin keep joining.
+        assert_eq!(
+            words_of("这部电影很好", &["这", "部", "电", "影", "很", "好"]),
+            ["这", "部", "电", "影", "很", "好"]
+        );
+        assert_eq!(
+            words_of("映画はすばらしい", &["映", "画", "はすばらしい"]),
+            ["映", "画", "はすばらしい"]
+        );
+        assert_eq!(
+            words_of("K-pop好き", &["K", "-", "pop", "好", "き"]),
+            ["K-pop", "好", "き"]
+        );
     }
 
     #[test]
