@@ -929,3 +929,65 @@ fn settings_the_model_cannot_use_are_reported_and_stale_diagnostics_cleared() {
     assert_eq!(hover, Value::Null);
     assert!(client.shutdown().success());
 }
+
+#[test]
+fn a_client_without_capabilities_gets_no_requests_and_plain_diagnostics() {
+    let mut client = server();
+    client.ready(json!({}), json!({}));
+    let uri = "file:///tmp/bare.txt";
+    client.open(
+        uri,
+        "plaintext",
+        "A bare client still sees the words that matter.",
+    );
+    let diagnostics = client.diagnostics(uri, 1);
+    assert!(!diagnostics.is_empty());
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"tokenlens": {"diagnosticsPerUnit": 1}}}),
+    );
+    client.notification("textDocument/publishDiagnostics", |p| {
+        p["diagnostics"].as_array().is_some_and(|d| d.len() == 1)
+    });
+    let sent = client.server_requests.lock().unwrap().clone();
+    assert!(
+        sent.is_empty(),
+        "no configuration pull, progress or refresh was offered: {sent:#?}"
+    );
+    let notifications = client.drain();
+    assert!(
+        notifications
+            .iter()
+            .all(|n| n["method"] != "tokenlens/publishScores" && n["method"] != "$/progress"),
+        "{notifications:#?}"
+    );
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn scores_painted_by_a_client_are_cleared_when_the_language_is_switched_off() {
+    let mut client = server();
+    client.ready(
+        json!({"experimental": {"tokenlensScores": true}}),
+        json!({}),
+    );
+    let uri = "file:///tmp/painted.txt";
+    client.open(uri, "plaintext", "The acting was wonderful.");
+    let painted = client.notification("tokenlens/publishScores", |p| p["uri"] == uri);
+    assert!(!painted["units"].as_array().unwrap().is_empty());
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"tokenlens": {"languages": ["markdown"]}}}),
+    );
+    let cleared = client.notification("tokenlens/publishScores", |p| p["uri"] == uri);
+    assert_eq!(cleared["units"], json!([]), "{cleared}");
+    assert_eq!(cleared["version"], 1);
+    // Switched on again, the scores come back.
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"tokenlens": {"languages": ["plaintext"]}}}),
+    );
+    let again = client.notification("tokenlens/publishScores", |p| p["uri"] == uri);
+    assert_eq!(again["units"], painted["units"]);
+    assert!(client.shutdown().success());
+}

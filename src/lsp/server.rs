@@ -277,7 +277,7 @@ impl Backend {
     /// When the document's language is switched off or the model failed, what the editor
     /// shows is of an older text or setting: forgets it and returns the URI whose diagnostics
     /// must be cleared (`None` when there was nothing, or results will come).
-    fn drop_results_that_will_not_come(&self, key: &str) -> Option<Uri> {
+    fn drop_results_that_will_not_come(&self, key: &str) -> Option<(Uri, i32)> {
         let mut state = self.state();
         let explained = state
             .documents
@@ -289,7 +289,33 @@ impl Backend {
         }
         let document = state.documents.get_mut(key)?;
         document.sent_scores = None;
-        document.analysis.take().map(|_| document.uri.clone())
+        document
+            .analysis
+            .take()
+            .map(|_| (document.uri.clone(), document.version))
+    }
+
+    /// Clears what a client that takes `tokenlens/publishScores` painted for the document
+    /// (a notification without units), as empty diagnostics clear the diagnostics.
+    async fn clear_scores(&self, uri: &Uri, version: i32) {
+        let (encoding, flags) = {
+            let state = self.state();
+            (state.encoding, state.client.clone())
+        };
+        if !flags.scores_notification {
+            return;
+        }
+        let params = features::ScoresParams {
+            uri: uri.as_str().to_owned(),
+            version,
+            method: None,
+            encoding: encoding.name().to_owned(),
+            base: None,
+            units: Vec::new(),
+        };
+        self.client
+            .send_notification::<ScoresNotification>(params)
+            .await;
     }
 
     /// Loads the configured model off the async threads, with progress; a failure is shown to
@@ -422,10 +448,11 @@ impl Backend {
 
     async fn analyse(&self, key: &str, revision: u64) {
         let analysis_started = Instant::now();
-        if let Some(stale) = self.drop_results_that_will_not_come(key) {
+        if let Some((stale, version)) = self.drop_results_that_will_not_come(key) {
             self.client
-                .publish_diagnostics(stale, Vec::new(), None)
+                .publish_diagnostics(stale.clone(), Vec::new(), None)
                 .await;
+            self.clear_scores(&stale, version).await;
             self.notify_waiters();
         }
         let (uri, version, text, index, flavor, settings, explainer) = {
