@@ -711,6 +711,15 @@ fn html_is_well_formed_and_self_contained() {
         .flat_map(|text| text.children().filter(|n| n.is_element()))
         .collect();
     assert!(words.len() >= 8, "{html}");
+    // Right-to-left lines find their direction; a long URL or token wraps instead of
+    // overflowing the page.
+    assert!(
+        root.descendants()
+            .filter(|n| n.attribute("class") == Some("text"))
+            .all(|n| n.attribute("dir") == Some("auto")),
+        "{html}"
+    );
+    assert!(html.contains("overflow-wrap:anywhere"), "{html}");
     assert!(
         words
             .iter()

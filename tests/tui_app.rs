@@ -748,6 +748,9 @@ fn export_writes_the_visible_units() {
     let html = export::render(&app, ExportFormat::Html);
     assert!(html.starts_with("<!doctype html>"));
     assert!(
+        html.contains("<p class=\"unit\" dir=\"auto\">") && html.contains("overflow-wrap:anywhere")
+    );
+    assert!(
         html.contains("<mark style=\"background:#"),
         "words are coloured"
     );

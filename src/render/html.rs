@@ -53,7 +53,7 @@ h1{font-size:1.2rem;margin:0 0 .4rem}
 .probs td{padding:0 .4rem 0 0;font-variant-numeric:tabular-nums}
 .track{display:inline-block;width:8rem;height:.6rem;background:#eee;vertical-align:middle}
 .bar{display:block;height:100%;background:#777}
-.text{white-space:pre-wrap;font-size:1.05rem;margin:0}
+.text{white-space:pre-wrap;overflow-wrap:anywhere;font-size:1.05rem;margin:0}
 .w{border-radius:3px;-webkit-print-color-adjust:exact;print-color-adjust:exact}
 ";
 
@@ -173,7 +173,7 @@ impl RecordWriter for HtmlWriter {
         match &record.outcome {
             Outcome::Scored(text) => writeln!(
                 out,
-                "<section class=\"record\">\n<p class=\"where\">{place} · explaining <b>{}</b> · model {}</p>\n{}\n<p class=\"text\">{}</p>\n</section>",
+                "<section class=\"record\">\n<p class=\"where\">{place} · explaining <b>{}</b> · model {}</p>\n{}\n<p class=\"text\" dir=\"auto\">{}</p>\n</section>",
                 escape(&explained_name(text)),
                 escape(&text.model),
                 self.probabilities(text),

@@ -120,7 +120,7 @@ pub fn html(app: &App) -> String {
         out,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>\
 body{{font-family:system-ui,sans-serif;max-width:50em;margin:2em auto;line-height:1.7;color:#222}}\
-.unit{{margin:.5em 0;white-space:pre-wrap}}.label{{font-size:.75em;color:#555;margin-right:.6em;font-family:monospace}}\
+.unit{{margin:.5em 0;white-space:pre-wrap;overflow-wrap:anywhere}}.label{{font-size:.75em;color:#555;margin-right:.6em;font-family:monospace}}\
 mark{{padding:0 .1em;border-radius:2px}}.legend span{{display:inline-block;width:1.5em;height:1em;vertical-align:middle}}\
 .meta{{color:#555;font-size:.9em}}</style></head><body>\n<h1>{title}</h1>\n"
     );
@@ -155,7 +155,7 @@ mark{{padding:0 .1em;border-radius:2px}}.legend span{{display:inline-block;width
         };
         let _ = write!(
             out,
-            "<p class=\"unit\"><span class=\"label\">{}</span>",
+            "<p class=\"unit\" dir=\"auto\"><span class=\"label\">{}</span>",
             escape(&label)
         );
         let mut at = 0;
