@@ -967,3 +967,45 @@ fn bench_prints_a_row_per_length_and_with_profile_the_stages_of_one_explanation(
         );
     }
 }
+
+#[test]
+fn markdown_bold_survives_a_commonmark_parser_also_on_punctuation() {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let text = "Terrible movie. Dull, slow and (sadly) predictable!\n";
+    let output = score(&["--format", "md", "--top-k", "40"], text);
+    assert_ok(&output);
+    let markdown = stdout(&output);
+    let mut strong = Vec::new();
+    let mut inside = 0;
+    for event in Parser::new(&markdown) {
+        match event {
+            Event::Start(Tag::Strong) => inside += 1,
+            Event::End(TagEnd::Strong) => inside -= 1,
+            Event::InlineHtml(tag) if tag.as_ref() == "<strong>" => inside += 1,
+            Event::InlineHtml(tag) if tag.as_ref() == "</strong>" => inside -= 1,
+            Event::Text(t) if inside > 0 => strong.push(t.to_string()),
+            Event::Text(t) => assert!(
+                !t.contains("**"),
+                "asterisks left as text: {t:?}\n{markdown}"
+            ),
+            _ => {}
+        }
+    }
+    // Every marked word (a bucket other than 0 in the JSON of the same run) is bold,
+    // punctuation after a word ("movie." "Dull,") too.
+    let records = json_lines(&score(&["--top-k", "40"], text));
+    let marked: Vec<&str> = records[0]["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["bucket"] != 0)
+        .map(|w| w["text"].as_str().unwrap())
+        .collect();
+    assert!(marked.contains(&".") && marked.contains(&","), "{marked:?}");
+    for word in marked {
+        assert!(
+            strong.iter().any(|s| s == word),
+            "{word:?} not bold in {strong:?}\n{markdown}"
+        );
+    }
+}

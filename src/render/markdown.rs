@@ -46,6 +46,25 @@ fn escape_line_start(line: &str) -> String {
     }
 }
 
+/// `**word**`, or `<strong>word</strong>` where CommonMark would not read the asterisks as
+/// emphasis: an opening `**` followed by punctuation must itself follow whitespace or
+/// punctuation ("movie**.**" stays literal asterisks). The closing `**` is always followed by
+/// the superscript, which is punctuation to CommonMark, so it always closes.
+fn strong(shown: &str, before: Option<char>) -> String {
+    let punctuation = |c: char| !c.is_alphanumeric() && !c.is_whitespace();
+    let opens = match shown.chars().next() {
+        Some(first) if punctuation(first) => {
+            before.is_none_or(|b| b.is_whitespace() || punctuation(b))
+        }
+        _ => true,
+    };
+    if opens {
+        format!("**{shown}**")
+    } else {
+        format!("<strong>{shown}</strong>")
+    }
+}
+
 fn superscript(bucket: Bucket) -> String {
     const DIGITS: [char; 6] = ['⁰', '¹', '²', '³', '⁴', '⁵'];
     let sign = if bucket.is_negative() { '⁻' } else { '⁺' };
@@ -70,7 +89,9 @@ impl MarkdownWriter {
             body.push_str(&escape(&text.text[cursor..word.start]));
             let shown = escape(&text.text[word.start..word.end]);
             if self.marked(word.bucket) {
-                body.push_str(&format!("**{shown}**{}", superscript(word.bucket)));
+                let before = text.text[..word.start].chars().next_back();
+                body.push_str(&strong(&shown, before));
+                body.push_str(&superscript(word.bucket));
             } else {
                 body.push_str(&shown);
             }
