@@ -84,24 +84,21 @@ fn units_of(text: &str, unit: Unit) -> Vec<Segment> {
 /// breaks: list items, headings, and one short text per line without final punctuation.
 fn unwrap_lines(paragraph: &str) -> String {
     let mut out = String::with_capacity(paragraph.len());
-    let mut lines = paragraph.split_inclusive('\n').peekable();
+    let mut lines = line_ranges(paragraph)
+        .into_iter()
+        .map(|(_, l)| l)
+        .peekable();
     while let Some(line) = lines.next() {
         let continues = lines
             .peek()
             .and_then(|next| next.trim_start().chars().next())
             .is_some_and(char::is_lowercase);
-        match line.strip_suffix('\n') {
-            Some(body) if continues => match body.strip_suffix('\r') {
-                Some(text) => {
-                    out.push_str(text);
-                    out.push_str("  ");
-                }
-                None => {
-                    out.push_str(body);
-                    out.push(' ');
-                }
-            },
-            _ => out.push_str(line),
+        let body = line.trim_end_matches(['\n', '\r']);
+        if continues && body.len() < line.len() {
+            out.push_str(body);
+            out.push_str(&" ".repeat(line.len() - body.len()));
+        } else {
+            out.push_str(line);
         }
     }
     out
@@ -116,12 +113,31 @@ fn trimmed(offset: usize, s: &str) -> Option<Segment> {
     })
 }
 
-fn line_ranges(text: &str) -> Vec<(usize, &str)> {
+/// Lines with their byte offsets, each with its line break: `\n`, `\r\n` or a lone `\r` (all
+/// three end a line in the Language Server Protocol, and old Mac text uses the last).
+pub fn line_ranges(text: &str) -> Vec<(usize, &str)> {
+    let bytes = text.as_bytes();
     let mut out = Vec::new();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        out.push((offset, line));
-        offset += line.len();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let end = match bytes[i] {
+            b'\n' => Some(i + 1),
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => Some(i + 2),
+            b'\r' => Some(i + 1),
+            _ => None,
+        };
+        match end {
+            Some(end) => {
+                out.push((start, &text[start..end]));
+                start = end;
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    if start < text.len() {
+        out.push((start, &text[start..]));
     }
     out
 }
@@ -153,6 +169,40 @@ mod tests {
 
     fn texts(doc: &str, unit: Unit) -> Vec<&str> {
         segments(doc, unit).iter().map(|s| s.text(doc)).collect()
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line_as_newlines_do() {
+        let doc = "First line\rstill first.\r\rSecond. Two sentences!\rThird line";
+        assert_eq!(
+            texts(doc, Unit::Paragraph),
+            [
+                "First line\rstill first.",
+                "Second. Two sentences!\rThird line"
+            ]
+        );
+        assert_eq!(
+            texts(doc, Unit::Line),
+            [
+                "First line",
+                "still first.",
+                "Second. Two sentences!",
+                "Third line"
+            ]
+        );
+        assert_eq!(
+            texts(doc, Unit::Sentence),
+            [
+                "First line\rstill first.",
+                "Second.",
+                "Two sentences!",
+                "Third line"
+            ]
+        );
+        assert_eq!(
+            line_ranges("a\r\nb\rc\n\nd"),
+            [(0, "a\r\n"), (3, "b\r"), (5, "c\n"), (7, "\n"), (8, "d")]
+        );
     }
 
     #[test]

@@ -103,14 +103,9 @@ pub fn prose_units(text: &str, flavor: Flavor) -> (String, Vec<Segment>) {
     (masked, units)
 }
 
-/// Lines with their byte offsets, line breaks included.
+/// Lines with their byte offsets, line breaks (`\n`, `\r\n`, a lone `\r`) included.
 fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    let mut offset = 0;
-    text.split_inclusive('\n').map(move |line| {
-        let start = offset;
-        offset += line.len();
-        (start, line)
-    })
+    segment::line_ranges(text).into_iter()
 }
 
 fn git_commit_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
@@ -382,6 +377,21 @@ mod tests {
         assert_eq!(masked.len(), doc.len());
         assert_eq!(&doc[found[1].start..found[1].end], "next");
         assert!(doc[found[0].start..found[0].end].starts_with("Café"));
+    }
+
+    #[test]
+    fn lone_carriage_returns_separate_paragraphs_and_close_fences() {
+        let doc = "First paragraph\rgoes on.\r\r```\rcode();\r```\rSecond paragraph.";
+        for flavor in [Flavor::Plain, Flavor::Markdown] {
+            let (_, found) = prose_units(doc, flavor);
+            let texts: Vec<&str> = found.iter().map(|u| &doc[u.start..u.end]).collect();
+            assert_eq!(texts[0], "First paragraph\rgoes on.", "{flavor:?}");
+            assert_eq!(texts.len(), 2, "{flavor:?}: {texts:?}");
+        }
+        assert_eq!(
+            unit_texts(doc, Flavor::Markdown),
+            ["First paragraph goes on.", "Second paragraph."]
+        );
     }
 
     #[test]
