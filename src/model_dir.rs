@@ -153,35 +153,56 @@ fn from_hub(id: &str) -> Result<ModelFiles> {
         message,
     };
     let repo = Repo::model(id.to_owned());
-    let cached = Cache::from_env().repo(repo.clone());
+    // HF_HUB_CACHE (as Python's huggingface_hub reads it) wins over HF_HOME/hub.
+    let cache_dir = std::env::var_os("HF_HUB_CACHE")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    let cache = match &cache_dir {
+        Some(dir) => Cache::new(dir.clone()),
+        None => Cache::from_env(),
+    };
+    let cached = cache.repo(repo.clone());
     let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
     let api = if offline {
         None
     } else {
+        let mut builder = ApiBuilder::from_env().with_progress(false);
+        if let Some(dir) = &cache_dir {
+            builder = builder.with_cache_dir(dir.clone());
+        }
         Some(
-            ApiBuilder::from_env()
-                .with_progress(false)
+            builder
                 .build()
                 .map_err(|e| hub_error(e.to_string()))?
                 .repo(repo),
         )
     };
+    // The first failure to reach the hub (no network) ends the asking: what the local cache
+    // holds is used, and the failure is reported only if that is not enough.
+    let unreachable: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
     let fetch = |file: &str| -> Result<Option<PathBuf>> {
         if let Some(path) = cached.get(file) {
             return Ok(Some(path));
         }
-        match &api {
-            None => Ok(None),
-            Some(api) => match api.get(file) {
-                Ok(path) => Ok(Some(path)),
-                Err(hf_hub::api::sync::ApiError::RequestError(e)) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(hub_error(e.to_string())),
-            },
+        let Some(api) = &api else { return Ok(None) };
+        if unreachable.borrow().is_some() {
+            return Ok(None);
+        }
+        match api.get(file) {
+            Ok(path) => Ok(Some(path)),
+            Err(hf_hub::api::sync::ApiError::RequestError(e)) if is_not_found(&e) => Ok(None),
+            Err(hf_hub::api::sync::ApiError::RequestError(e)) => {
+                *unreachable.borrow_mut() = Some(e.to_string());
+                Ok(None)
+            }
+            Err(e) => Err(hub_error(e.to_string())),
         }
     };
     let not_there = |what: &str| {
         hub_error(if offline {
             format!("{what} is not in the local cache and HF_HUB_OFFLINE is set")
+        } else if let Some(reason) = unreachable.borrow().as_ref() {
+            format!("{what} is not in the local cache and the hub could not be reached ({reason})")
         } else {
             format!("the repository has no {what}")
         })

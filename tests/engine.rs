@@ -501,3 +501,47 @@ fn a_text_of_more_windows_than_a_batch_is_explained_a_batch_at_a_time_with_the_s
         }
     }
 }
+
+/// Without a network (an endpoint that refuses connections) and without HF_HUB_OFFLINE, a hub
+/// id still resolves through the cache that HF_HUB_CACHE names, also when the cache holds
+/// `vocab.txt` instead of `tokenizer.json`; what the cache lacks is reported with the reason.
+#[test]
+fn hub_ids_resolve_through_hf_hub_cache_when_the_hub_cannot_be_reached() {
+    let cache = std::env::temp_dir().join(format!("tokenlens-hf-cache-{}", std::process::id()));
+    let repo = cache.join("models--tokenlens--vocab-only");
+    let snapshot = repo.join("snapshots/fedcba9876543210");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "fedcba9876543210").unwrap();
+    for file in ["config.json", "model.safetensors", "vocab.txt"] {
+        std::fs::copy(tiny_bert_dir().join(file), snapshot.join(file)).unwrap();
+    }
+    let run = |model: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenlens"))
+            .args(["score", "--model", model, "--format", "tsv"])
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_HOME", cache.join("elsewhere"))
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("TOKENLENS_MODEL")
+            .stdin(std::fs::File::open(tiny_bert_dir().join("config.json")).unwrap())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            output.stdout,
+        )
+    };
+    let (code, stderr, stdout) = run("tokenlens/vocab-only");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stdout.is_empty());
+
+    let (code, stderr, _) = run("tokenlens/not-cached");
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("could not be reached") && stderr.contains("config.json"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}
