@@ -153,7 +153,14 @@ impl Settings {
             ));
             settings.method = self.method.clone();
         }
-        settings.top_k = settings.top_k.max(1);
+        if settings.top_k == 0 {
+            problems.push(format!(
+                "setting topK: 0 would colour no word; give at least 1 (turn colours off with \
+                 features.documentColor); keeping {}",
+                self.top_k.max(1)
+            ));
+            settings.top_k = self.top_k.max(1);
+        }
         (settings, problems)
     }
 
@@ -279,5 +286,17 @@ mod tests {
         assert_eq!(s.top_k, 25);
         assert_eq!(s.method, "attnlrp");
         assert_eq!(s.debounce_ms, 50);
+    }
+
+    #[test]
+    fn top_k_zero_is_reported_and_the_previous_value_kept() {
+        let (s, _) = Settings::default().merged(&json!({"topK": 7}));
+        let (s, problems) = s.merged(&json!({"topK": 0}));
+        assert_eq!(s.top_k, 7);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("topK") && problems[0].contains("documentColor"),
+            "{problems:?}"
+        );
     }
 }
