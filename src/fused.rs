@@ -184,37 +184,36 @@ impl Fused {
     }
 
     fn cpu(self, inputs: &[(&CpuStorage, &Layout)]) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn slice<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
-            match layout.contiguous_offsets() {
-                Some((start, end)) => Ok(&data[start..end]),
-                None => candle_core::bail!("fused op needs contiguous inputs"),
-            }
-        }
         let shape = inputs[0].1.shape().clone();
         if inputs.iter().any(|(_, l)| l.shape() != &shape) {
             candle_core::bail!("{}: inputs of different shapes", self.name());
         }
+        // The inputs' elements as slices of one type, picked from each storage by `pick`.
+        fn slices<'a, T>(
+            op: Fused,
+            inputs: &[(&'a CpuStorage, &Layout)],
+            pick: impl Fn(&'a CpuStorage) -> Option<&'a [T]>,
+        ) -> candle_core::Result<Vec<&'a [T]>> {
+            inputs
+                .iter()
+                .map(
+                    |(storage, layout)| match (pick(storage), layout.contiguous_offsets()) {
+                        (Some(data), Some((start, end))) => Ok(&data[start..end]),
+                        (None, _) => candle_core::bail!("{}: mixed dtypes", op.name()),
+                        (_, None) => candle_core::bail!("{} needs contiguous inputs", op.name()),
+                    },
+                )
+                .collect()
+        }
         let out = match inputs[0].0 {
-            CpuStorage::F32(_) => {
-                let data = inputs
-                    .iter()
-                    .map(|(s, l)| match s {
-                        CpuStorage::F32(d) => slice(d, l),
-                        _ => candle_core::bail!("{}: mixed dtypes", self.name()),
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                CpuStorage::F32(self.run(&data))
-            }
-            CpuStorage::F64(_) => {
-                let data = inputs
-                    .iter()
-                    .map(|(s, l)| match s {
-                        CpuStorage::F64(d) => slice(d, l),
-                        _ => candle_core::bail!("{}: mixed dtypes", self.name()),
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                CpuStorage::F64(self.run(&data))
-            }
+            CpuStorage::F32(_) => CpuStorage::F32(self.run(&slices(self, inputs, |s| match s {
+                CpuStorage::F32(d) => Some(d.as_slice()),
+                _ => None,
+            })?)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.run(&slices(self, inputs, |s| match s {
+                CpuStorage::F64(d) => Some(d.as_slice()),
+                _ => None,
+            })?)),
             _ => candle_core::bail!("{} needs f32 or f64 tensors", self.name()),
         };
         let shape = match self.output_len(1) {
