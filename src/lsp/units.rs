@@ -126,31 +126,37 @@ fn git_commit_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
 /// Byte ranges of a Markdown document that are not prose.
 fn markdown_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
     let mut out = Vec::new();
-    let mut fence: Option<(u8, usize)> = None;
+    // An open fence: its marker, the marker's length, and the blockquote depth it opened in.
+    let mut fence: Option<(u8, usize, usize)> = None;
     let mut in_comment = None;
     let front_matter_end = front_matter_end(text);
     for (index, (start, line)) in lines(text).enumerate() {
-        let content = line.trim_end_matches(['\n', '\r']);
+        let full = line.trim_end_matches(['\n', '\r']);
+        let (depth, content) = inside_blockquotes(full);
         let trimmed = content.trim_start();
         let whole_line = (start, start + line.len(), Extent::Block);
         if front_matter_end.is_some_and(|end| index <= end) {
             out.push(whole_line);
             continue;
         }
-        if let Some((marker, length)) = fence {
-            out.push(whole_line);
-            let run = trimmed.bytes().take_while(|&b| b == marker).count();
-            if run >= length && trimmed[run..].trim().is_empty() {
-                fence = None;
+        if let Some((marker, length, fence_depth)) = fence {
+            // A fence inside a blockquote ends with the blockquote.
+            if depth >= fence_depth {
+                out.push(whole_line);
+                let run = trimmed.bytes().take_while(|&b| b == marker).count();
+                if run >= length && trimmed[run..].trim().is_empty() {
+                    fence = None;
+                }
+                continue;
             }
-            continue;
+            fence = None;
         }
         let indent = content.len() - trimmed.len();
         if indent <= 3 {
             for marker in [b'`', b'~'] {
                 let run = trimmed.bytes().take_while(|&b| b == marker).count();
                 if run >= 3 {
-                    fence = Some((marker, run));
+                    fence = Some((marker, run, depth));
                 }
             }
             if fence.is_some() {
@@ -165,6 +171,26 @@ fn markdown_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
         markdown_prose_line(content, start, line.len(), &mut in_comment, &mut out);
     }
     out
+}
+
+/// How many blockquote markers (`>`, each after at most three spaces and followed by an
+/// optional space) open a line, and the line after them.
+fn inside_blockquotes(line: &str) -> (usize, &str) {
+    let mut depth = 0;
+    let mut rest = line;
+    loop {
+        let trimmed = rest.trim_start_matches(' ');
+        if rest.len() - trimmed.len() > 3 {
+            return (depth, rest);
+        }
+        match trimmed.strip_prefix('>') {
+            Some(after) => {
+                depth += 1;
+                rest = after.strip_prefix(' ').unwrap_or(after);
+            }
+            None => return (depth, rest),
+        }
+    }
 }
 
 /// The index of the line that closes front matter opened on the first line (`---` or `+++`,
@@ -377,6 +403,23 @@ mod tests {
         assert_eq!(masked.len(), doc.len());
         assert_eq!(&doc[found[1].start..found[1].end], "next");
         assert!(doc[found[0].start..found[0].end].starts_with("Café"));
+    }
+
+    #[test]
+    fn fences_inside_blockquotes_are_masked_and_end_with_the_blockquote() {
+        let doc = "> Quoted prose before.\n> ```\n> let secret = code();\n> ```\n> Quoted after.\n\n\
+                   > ```\n> unclosed();\n\nPlain prose.\n\n>> ~~~\n>> nested();\n>> ~~~\nEnd.";
+        assert_eq!(
+            unit_texts(doc, Flavor::Markdown),
+            [
+                "> Quoted prose before.",
+                "> Quoted after.",
+                "Plain prose.",
+                "End."
+            ]
+        );
+        assert_eq!(inside_blockquotes("> > x"), (2, "x"));
+        assert_eq!(inside_blockquotes("    > x"), (0, "    > x"));
     }
 
     #[test]
