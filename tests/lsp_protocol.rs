@@ -991,3 +991,34 @@ fn scores_painted_by_a_client_are_cleared_when_the_language_is_switched_off() {
     assert_eq!(again["units"], painted["units"]);
     assert!(client.shutdown().success());
 }
+
+#[test]
+fn a_long_document_publishes_its_first_paragraphs_before_the_rest_is_explained() {
+    let mut client = server();
+    client.ready(utf16_client(), json!({}));
+    let uri = "file:///tmp/long-review.txt";
+    let long: String = (0..40)
+        .map(|i| format!("Paragraph {i} says the acting was wonderful.\n\n"))
+        .collect();
+    client.open(uri, "plaintext", &long);
+    let line_of = |d: &Value| d["range"]["start"]["line"].as_u64().unwrap();
+    // The first publication: the first batch of 16 paragraphs (two lines each), not the rest.
+    let first = client.notification("textDocument/publishDiagnostics", |p| p["uri"] == uri);
+    let lines: Vec<u64> = first["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(line_of)
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|&l| l < 32), "{lines:?}");
+    // Then all of it, the last paragraph included.
+    let last = client.notification("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri
+            && p["diagnostics"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| line_of(d) == 78))
+    });
+    assert_eq!(last["version"], 1);
+    assert!(client.shutdown().success());
+}

@@ -32,6 +32,10 @@ use super::units::{self, Flavor};
 
 /// Documents with at least this many units to explain report `$/progress`.
 const PROGRESS_MIN_UNITS: usize = 8;
+/// Paragraphs explained together in one batch of the model.
+const UNITS_PER_BATCH: usize = 16;
+/// How often a long document's results so far are published while the rest is explained.
+const PARTIAL_PUBLISH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a request for colours, lenses, hints or tokens waits for the current revision.
 const FRESH_RESULT_WAIT: Duration = Duration::from_secs(60);
 /// Cached unit explanations before the cache is emptied.
@@ -526,8 +530,10 @@ impl Backend {
             None
         };
         let labels = explainer.labels().to_vec();
-        for (done, group) in missing.iter().enumerate() {
-            let i = group[0];
+        let total_missing = missing.len();
+        let mut done = 0;
+        let mut last_published: Option<Instant> = None;
+        for batch in missing.chunks(UNITS_PER_BATCH) {
             // Cancellation: an edit (or a settings change) made this work stale.
             if !self.is_current(key, revision) {
                 self.shared
@@ -539,100 +545,64 @@ impl Backend {
                 }
                 return;
             }
-            let unit_text = keys[i].text.clone();
-            let model = explainer.clone();
-            let unit_labels = labels.clone();
+            let texts: Vec<String> = batch.iter().map(|g| keys[g[0]].text.clone()).collect();
             let started = Instant::now();
-            let explained = tokio::task::spawn_blocking(move || {
-                model
-                    .explain(&unit_text, &[method], target)
-                    .map(|e| UnitResult::new(&e, method, &unit_labels))
-            })
-            .await;
+            let explained = self
+                .explain_units(&explainer, texts, method, target, &labels)
+                .await;
             model_time += started.elapsed();
-            match explained {
-                Ok(Ok(result)) => {
-                    let result = Arc::new(result);
+            {
+                let mut state = self.state();
+                for (group, result) in batch.iter().zip(explained) {
+                    let Some(result) = result else { continue };
                     self.shared
                         .counters
                         .units_explained
                         .fetch_add(1, Ordering::Relaxed);
-                    let mut state = self.state();
                     if state.unit_cache.len() >= UNIT_CACHE_CAPACITY {
                         state.unit_cache.clear();
                     }
-                    state.unit_cache.insert(keys[i].clone(), result.clone());
+                    state
+                        .unit_cache
+                        .insert(keys[group[0]].clone(), result.clone());
                     for &j in group {
                         results[j] = Some(result.clone());
                     }
                 }
-                Ok(Err(error)) => {
-                    self.client
-                        .log_message(
-                            MessageType::WARNING,
-                            format!("tokenlens: a paragraph could not be explained: {error}"),
-                        )
-                        .await;
-                }
-                Err(join) => {
-                    self.client
-                        .log_message(
-                            MessageType::ERROR,
-                            format!("tokenlens: explaining a paragraph crashed: {join}"),
-                        )
-                        .await;
-                }
             }
+            done += batch.len();
             if let Some(progress) = &progress {
-                let percentage = ((done + 1) * 100 / missing.len()) as u32;
+                let percentage = (done * 100 / total_missing) as u32;
                 progress
-                    .report_with_message(
-                        format!("{}/{} paragraphs", done + 1, missing.len()),
-                        percentage,
-                    )
+                    .report_with_message(format!("{done}/{total_missing} paragraphs"), percentage)
                     .await;
+            }
+            // A long document shows what is done so far: after the first batch, then every
+            // PARTIAL_PUBLISH_INTERVAL, so the first results do not wait for the last paragraph.
+            let more_to_come = done < total_missing;
+            let due = last_published.is_none_or(|t| t.elapsed() >= PARTIAL_PUBLISH_INTERVAL);
+            if more_to_come && due {
+                let partial = analysis_of(version, revision, &text, &index, &segments, &results);
+                if !self
+                    .install_and_publish(key, &uri, partial, &settings)
+                    .await
+                {
+                    return;
+                }
+                last_published = Some(Instant::now());
             }
         }
         if let Some(progress) = progress {
             progress.finish().await;
         }
-        let analysis = Arc::new(Analysis {
-            version,
-            revision,
-            text,
-            index,
-            units: segments
-                .iter()
-                .zip(results)
-                .filter_map(|(s, r)| {
-                    Some(PlacedUnit {
-                        start: s.start,
-                        end: s.end,
-                        result: r?,
-                    })
-                })
-                .collect(),
-        });
-        let (encoding, flags) = {
-            let mut state = self.state();
-            let Some(document) = state.documents.get_mut(key) else {
-                return;
-            };
-            if document.revision != revision {
-                drop(state);
-                self.shared
-                    .counters
-                    .analyses_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            document.analysis = Some(analysis.clone());
-            (state.encoding, state.client.clone())
-        };
-        self.notify_waiters();
+        let analysis = analysis_of(version, revision, &text, &index, &segments, &results);
         let publish_started = Instant::now();
-        self.publish(&uri, key, &analysis, &settings, encoding, &flags)
-            .await;
+        if !self
+            .install_and_publish(key, &uri, analysis, &settings)
+            .await
+        {
+            return;
+        }
         let counters = &self.shared.counters;
         let micros = |d: Duration| d.as_micros() as u64;
         counters
@@ -645,6 +615,98 @@ impl Backend {
         counters
             .last_publish_micros
             .store(micros(publish_started.elapsed()), Ordering::Relaxed);
+    }
+
+    /// Explains unit texts together (one batch of the model); a failed batch is retried one
+    /// text at a time, so that one bad paragraph costs only its own result. `None` for a text
+    /// that could not be explained (logged).
+    async fn explain_units(
+        &self,
+        explainer: &Arc<Explainer>,
+        texts: Vec<String>,
+        method: Method,
+        target: Target,
+        labels: &[String],
+    ) -> Vec<Option<Arc<UnitResult>>> {
+        let run = |texts: Vec<String>| {
+            let model = explainer.clone();
+            let labels = labels.to_vec();
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                model
+                    .explain_batch(&refs, &[method], target)
+                    .map(|explained| {
+                        explained
+                            .iter()
+                            .map(|e| Arc::new(UnitResult::new(e, method, &labels)))
+                            .collect::<Vec<_>>()
+                    })
+            })
+        };
+        let count = texts.len();
+        match run(texts.clone()).await {
+            Ok(Ok(results)) => return results.into_iter().map(Some).collect(),
+            Ok(Err(_)) if count > 1 => {}
+            Ok(Err(error)) => {
+                self.client
+                    .log_message(
+                        MessageType::WARNING,
+                        format!("tokenlens: a paragraph could not be explained: {error}"),
+                    )
+                    .await;
+                return vec![None];
+            }
+            Err(join) => {
+                self.client
+                    .log_message(
+                        MessageType::ERROR,
+                        format!("tokenlens: explaining paragraphs crashed: {join}"),
+                    )
+                    .await;
+                return vec![None; count];
+            }
+        }
+        let mut out = Vec::with_capacity(count);
+        for text in texts {
+            out.push(
+                Box::pin(self.explain_units(explainer, vec![text], method, target, labels))
+                    .await
+                    .pop()
+                    .flatten(),
+            );
+        }
+        out
+    }
+
+    /// Makes `analysis` the document's current one and publishes it, unless an edit made it
+    /// stale meanwhile (then `false`).
+    async fn install_and_publish(
+        &self,
+        key: &str,
+        uri: &Uri,
+        analysis: Arc<Analysis>,
+        settings: &Settings,
+    ) -> bool {
+        let (encoding, flags) = {
+            let mut state = self.state();
+            let Some(document) = state.documents.get_mut(key) else {
+                return false;
+            };
+            if document.revision != analysis.revision {
+                drop(state);
+                self.shared
+                    .counters
+                    .analyses_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            document.analysis = Some(analysis.clone());
+            (state.encoding, state.client.clone())
+        };
+        self.notify_waiters();
+        self.publish(uri, key, &analysis, settings, encoding, &flags)
+            .await;
+        true
     }
 
     async fn publish(
@@ -1229,4 +1291,32 @@ impl LanguageServer for Backend {
             other => Err(RpcError::invalid_params(format!("unknown command {other}"))),
         }
     }
+}
+
+/// The analysis of a document from the results found so far (units without one are left out).
+fn analysis_of(
+    version: i32,
+    revision: u64,
+    text: &Arc<str>,
+    index: &Arc<LineIndex>,
+    segments: &[crate::segment::Segment],
+    results: &[Option<Arc<UnitResult>>],
+) -> Arc<Analysis> {
+    Arc::new(Analysis {
+        version,
+        revision,
+        text: text.clone(),
+        index: index.clone(),
+        units: segments
+            .iter()
+            .zip(results)
+            .filter_map(|(s, r)| {
+                Some(PlacedUnit {
+                    start: s.start,
+                    end: s.end,
+                    result: r.clone()?,
+                })
+            })
+            .collect(),
+    })
 }
