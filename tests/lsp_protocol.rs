@@ -1022,3 +1022,38 @@ fn a_long_document_publishes_its_first_paragraphs_before_the_rest_is_explained()
     assert_eq!(last["version"], 1);
     assert!(client.shutdown().success());
 }
+
+#[test]
+fn a_short_document_is_not_kept_waiting_by_a_long_one() {
+    let mut client = server();
+    client.ready(utf16_client(), json!({}));
+    let long_uri = "file:///tmp/very-long.txt";
+    let long: String = (0..300)
+        .map(|i| format!("Paragraph {i} says the acting was wonderful.\n\n"))
+        .collect();
+    client.open(long_uri, "plaintext", &long);
+    let short_uri = "file:///tmp/short.txt";
+    client.open(short_uri, "plaintext", "A short note that was great.");
+    // The analyses take turns per batch: the short document is published before the long
+    // one is complete (its last paragraph is on line 598).
+    let mut long_complete = false;
+    loop {
+        let published = client.notification("textDocument/publishDiagnostics", |_| true);
+        if published["uri"] == short_uri {
+            assert!(!long_complete, "the short document waited for the long one");
+            break;
+        }
+        long_complete = published["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["range"]["start"]["line"] == 598);
+    }
+    client.notification("textDocument/publishDiagnostics", |p| {
+        p["uri"] == long_uri
+            && p["diagnostics"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["range"]["start"]["line"] == 598))
+    });
+    assert!(client.shutdown().success());
+}

@@ -438,12 +438,8 @@ impl Backend {
             if !debounce.is_zero() {
                 tokio::time::sleep(debounce).await;
             }
-            if !this.is_current(&key, revision) {
-                return;
-            }
-            let Ok(_permit) = this.shared.model_runs.acquire().await else {
-                return;
-            };
+            // The model is taken per batch (`explain_units`), so that analyses of several
+            // documents take turns instead of one long document holding it to its end.
             if this.is_current(&key, revision) {
                 this.analyse(&key, revision).await;
             }
@@ -644,7 +640,13 @@ impl Backend {
             })
         };
         let count = texts.len();
-        match run(texts.clone()).await {
+        let outcome = {
+            let Ok(_model) = self.shared.model_runs.acquire().await else {
+                return vec![None; count];
+            };
+            run(texts.clone()).await
+        };
+        match outcome {
             Ok(Ok(results)) => return results.into_iter().map(Some).collect(),
             Ok(Err(_)) if count > 1 => {}
             Ok(Err(error)) => {
