@@ -131,6 +131,12 @@ fn open_document_gets_diagnostics_colors_hover_and_code_lenses() {
     assert!(text.contains("Pieces:"), "{text}");
     assert!(text.contains("probability"), "{text}");
     assert_eq!(hover["range"], *top);
+    // Past the end of a line there is no word, even though the position clamps to the end.
+    let past_end = client.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": uri}, "position": {"line": top["start"]["line"], "character": 9999}}),
+    );
+    assert_eq!(past_end, Value::Null);
 
     let lenses = client.request(
         "textDocument/codeLens",

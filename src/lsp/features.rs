@@ -40,6 +40,17 @@ pub fn range(analysis: &Analysis, start: usize, end: usize, encoding: Encoding) 
     )
 }
 
+/// Whether `p` is past the end of its line (hover there shows nothing).
+pub fn is_past_line_end(analysis: &Analysis, p: Position, encoding: Encoding) -> bool {
+    let at = LinePosition {
+        line: p.line,
+        character: p.character,
+    };
+    analysis
+        .index
+        .is_past_line_end(&analysis.text, at, encoding)
+}
+
 pub fn offset(analysis: &Analysis, p: Position, encoding: Encoding) -> usize {
     let at = LinePosition {
         line: p.line,

@@ -134,6 +134,24 @@ impl LineIndex {
     /// The byte offset of a position. Lines past the end map to the end of the text and
     /// characters past the end of a line (or inside a line break) to the end of that line, as
     /// the protocol asks; a character inside a multi-unit char maps to that char's start.
+    /// Whether `position` lies past the end of its line's text (or below the last line): a
+    /// position there names no character, though [`LineIndex::offset`] clamps it to the end.
+    pub fn is_past_line_end(&self, text: &str, position: LinePosition, encoding: Encoding) -> bool {
+        let line = position.line as usize;
+        if line >= self.line_starts.len() {
+            return true;
+        }
+        let (start, end) = self.line_content(text, line);
+        let length: usize = match encoding {
+            Encoding::Utf8 => end - start,
+            _ => text[start..end]
+                .chars()
+                .map(|c| encoding.units(c) as usize)
+                .sum(),
+        };
+        position.character as usize > length
+    }
+
     pub fn offset(&self, text: &str, position: LinePosition, encoding: Encoding) -> usize {
         let line = position.line as usize;
         if line >= self.line_starts.len() {
@@ -290,6 +308,11 @@ mod tests {
             character: 0,
         };
         assert_eq!(index.offset(text, beyond, Encoding::Utf8), text.len());
+        assert!(index.is_past_line_end(text, past, Encoding::Utf16));
+        assert!(index.is_past_line_end(text, beyond, Encoding::Utf8));
+        let at_end = |character| LinePosition { line: 0, character };
+        assert!(!index.is_past_line_end(text, at_end(3), Encoding::Utf16));
+        assert!(index.is_past_line_end(text, at_end(4), Encoding::Utf16));
     }
 
     #[test]

@@ -1186,6 +1186,9 @@ impl LanguageServer for Backend {
                 _ => return Ok(None),
             }
         };
+        if features::is_past_line_end(&analysis, at.position, encoding) {
+            return Ok(None);
+        }
         let offset = features::offset(&analysis, at.position, encoding);
         Ok(features::hover(&analysis, offset, encoding))
     }
