@@ -1063,3 +1063,30 @@ fn a_short_document_is_not_kept_waiting_by_a_long_one() {
     });
     assert!(client.shutdown().success());
 }
+
+#[test]
+fn requests_waiting_for_an_analysis_are_answered_at_shutdown() {
+    let mut client = server();
+    // A long debounce keeps the colour request waiting for the edited text.
+    client.ready(utf16_client(), json!({"debounceMs": 600000}));
+    let uri = "file:///tmp/waiting.txt";
+    client.open(uri, "plaintext", "Waiting for colours.");
+    client.diagnostics(uri, 1);
+    client.change_full(uri, 2, "Still waiting for colours.");
+    let colors = client.request_async(
+        "textDocument/documentColor",
+        json!({"textDocument": {"uri": uri}}),
+    );
+    let started = std::time::Instant::now();
+    let shutdown = client.request_async("shutdown", json!(null));
+    let answer = client.response(colors);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "documentColor answered only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer["result"], json!([]), "{answer}");
+    assert_eq!(client.response(shutdown)["result"], Value::Null);
+    client.notify("exit", json!(null));
+    assert!(client.wait_exit().success());
+}

@@ -794,7 +794,7 @@ impl Backend {
                 {
                     return Some(analysis.clone());
                 }
-                if matches!(state.model, ModelState::Failed(_)) {
+                if state.shutdown_requested || matches!(state.model, ModelState::Failed(_)) {
                     return None;
                 }
             }
@@ -1076,6 +1076,8 @@ impl LanguageServer for Backend {
 
     async fn shutdown(&self) -> RpcResult<()> {
         self.state().shutdown_requested = true;
+        // Requests waiting for an analysis are answered now (empty), not when their wait ends.
+        self.notify_waiters();
         Ok(())
     }
 
