@@ -50,14 +50,6 @@ pub fn safe_div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(a.broadcast_div(&den)?.broadcast_mul(&keep)?)
 }
 
-/// Per-sample sum over all but the first dimension, shaped to broadcast against `like`.
-fn sample_sums(x: &Tensor) -> Result<Tensor> {
-    let batch = x.dim(0)?;
-    let mut shape = vec![1usize; x.rank()];
-    shape[0] = batch;
-    Ok(per_sample_total(x)?.reshape(shape)?)
-}
-
 /// Σ over all but the first dimension, [B]. Rows first: a GPU reduces one output per thread
 /// block, so one sum over a whole attention map (millions of values) would run on one
 /// multiprocessor.
@@ -125,17 +117,18 @@ fn linear_rule(
 /// the two parts sum to ΣR with shares proportional to their absolute sums. `b` may broadcast.
 pub fn add(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor)> {
     let _span = crate::profile::span("relprop.add", a.device());
+    let total = per_sample_total(relevance)?;
     if a.dims() == b.dims() && fused::available(a.device(), &[a, b, relevance]) {
         // A residual connection: the split and the re-normalisation as three fused passes.
         let split = fused::residual_split(a, b, relevance)?;
-        let mut rows = vec![2 * a.dim(0)?];
+        let batch = a.dim(0)?;
+        let mut rows = vec![2 * batch];
         rows.extend_from_slice(&a.dims()[1..]);
         let sums = per_sample_total(&split.reshape(rows)?)?;
-        let batch = a.dim(0)?;
-        let factors = fused::renormalisation(
+        let factors = renormalisation(
             &sums.narrow(0, 0, batch)?,
             &sums.narrow(0, batch, batch)?,
-            &per_sample_total(relevance)?,
+            &total,
         )?;
         let mut factor_shape = vec![2, batch];
         factor_shape.resize(split.rank(), 1);
@@ -147,17 +140,31 @@ pub fn add(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor
     let r_a = (a * &s)?;
     let s_b = reduce_to_shape(&s, b.dims())?;
     let r_b = (b * s_b)?;
-    let sum_a = sample_sums(&r_a)?;
-    let sum_b = sample_sums(&r_b)?;
-    let total = sample_sums(relevance)?;
+    let factors = renormalisation(&per_sample_total(&r_a)?, &per_sample_total(&r_b)?, &total)?;
+    let per_sample = |x: &Tensor, k: usize| -> Result<Tensor> {
+        let mut shape = vec![1usize; x.rank()];
+        shape[0] = x.dim(0)?;
+        Ok(x.broadcast_mul(&factors.get(k)?.reshape(shape)?)?)
+    };
+    Ok((per_sample(&r_a, 0)?, per_sample(&r_b, 1)?))
+}
+
+/// The reference's re-normalisation of a two-way split: from the per-sample sums of the parts
+/// and of the relevance split ([B] each), the factors [2, B] that give each part a share of
+/// the total proportional to its absolute sum (one fused pass where it can run).
+fn renormalisation(sum_a: &Tensor, sum_b: &Tensor, total: &Tensor) -> Result<Tensor> {
+    if fused::available(sum_a.device(), &[sum_a, sum_b, total]) {
+        return fused::renormalisation(sum_a, sum_b, total);
+    }
     let abs_a = sum_a.abs()?;
     let abs_b = sum_b.abs()?;
     let abs_total = (&abs_a + &abs_b)?;
-    let factor_a = (safe_div(&abs_a, &abs_total)? * &total)?;
-    let factor_b = (safe_div(&abs_b, &abs_total)? * &total)?;
-    let r_a = r_a.broadcast_mul(&safe_div(&factor_a, &sum_a)?)?;
-    let r_b = r_b.broadcast_mul(&safe_div(&factor_b, &sum_b)?)?;
-    Ok((r_a, r_b))
+    let factor_a = (safe_div(&abs_a, &abs_total)? * total)?;
+    let factor_b = (safe_div(&abs_b, &abs_total)? * total)?;
+    Ok(Tensor::stack(
+        &[safe_div(&factor_a, sum_a)?, safe_div(&factor_b, sum_b)?],
+        0,
+    )?)
 }
 
 /// Sums `x` over the dimensions where `shape` has size 1 (the gradient of a broadcast). The
