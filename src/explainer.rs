@@ -280,12 +280,14 @@ impl Explainer {
             let mut sequences = 0;
             while end < documents.len() && {
                 let doc = &documents[end].1;
-                let count = sequences + doc.windows.len();
                 // Sorted by length: this text's longest window is the batch's longest.
-                let length = longest(doc).unwrap_or(2);
                 end == start
-                    || (count <= self.options.batch_size
-                        && count.saturating_mul(length * length) <= batch_cells)
+                    || fits_one_pass(
+                        sequences + doc.windows.len(),
+                        longest(doc).unwrap_or(2),
+                        self.options.batch_size,
+                        batch_cells,
+                    )
             } {
                 sequences += documents[end].1.windows.len();
                 end += 1;
@@ -657,10 +659,14 @@ impl Explainer {
     }
 }
 
-/// Per token position of the whole text: the mean over the windows that contain it ([CLS] and
-/// [SEP] of every window count for the text's [CLS] and [SEP]).
 /// Attention cells a sequence of the default batch is counted with (128 tokens).
 const CELLS_PER_SEQUENCE: usize = 128 * 128;
+
+/// Whether `sequences` sequences padded to `longest` positions fit one forward pass of at most
+/// `count` sequences and `cells` attention cells.
+fn fits_one_pass(sequences: usize, longest: usize, count: usize, cells: usize) -> bool {
+    sequences <= count.max(1) && sequences.saturating_mul(longest * longest) <= cells
+}
 
 /// Consecutive ranges of sequences of `lengths` for one forward pass each: at most `count`
 /// sequences and at most `cells` attention cells when padded to the longest, and at least one
@@ -673,8 +679,7 @@ fn pass_ranges(lengths: &[usize], count: usize, cells: usize) -> Vec<std::ops::R
         let mut longest = lengths[start];
         while end < lengths.len() {
             let length = longest.max(lengths[end]);
-            let sequences = end + 1 - start;
-            if sequences > count.max(1) || sequences.saturating_mul(length * length) > cells {
+            if !fits_one_pass(end + 1 - start, length, count, cells) {
                 break;
             }
             longest = length;
@@ -686,6 +691,8 @@ fn pass_ranges(lengths: &[usize], count: usize, cells: usize) -> Vec<std::ops::R
     passes
 }
 
+/// Per token position of the whole text: the mean over the windows that contain it ([CLS] and
+/// [SEP] of every window count for the text's [CLS] and [SEP]).
 fn merge_windows(doc: &Document, per_window: &[Vec<f64>]) -> Vec<f64> {
     if per_window.len() == 1 {
         return per_window[0].clone();
