@@ -401,19 +401,29 @@ fn malformed_model_directories_name_the_problem() {
     assert!(a_file.to_string().contains("is a file"), "{a_file}");
 }
 
+/// Puts `files` of the tiny BERT into a Hugging Face cache at `cache` as the repository
+/// `models--{repo}`, the way the hub client lays out a download (a snapshot named by `refs/main`).
+fn cache_tiny_bert(cache: &Path, repo: &str, files: &[&str]) {
+    let repo = cache.join(format!("models--{repo}"));
+    let snapshot = repo.join("snapshots/0123456789abcdef");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123456789abcdef").unwrap();
+    for file in files {
+        std::fs::copy(tiny_bert_dir().join(file), snapshot.join(file)).unwrap();
+    }
+}
+
 /// A hub id resolves through the local Hugging Face cache (no network needed), and a missing
 /// one fails at once with the fix in the message.
 #[test]
 fn hub_ids_resolve_through_the_cache_and_fail_clearly_offline() {
     let home = std::env::temp_dir().join(format!("tokenlens-hf-home-{}", std::process::id()));
-    let repo = home.join("hub/models--tokenlens--tiny-bert");
-    let snapshot = repo.join("snapshots/0123456789abcdef");
-    std::fs::create_dir_all(&snapshot).unwrap();
-    std::fs::create_dir_all(repo.join("refs")).unwrap();
-    std::fs::write(repo.join("refs/main"), "0123456789abcdef").unwrap();
-    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
-        std::fs::copy(tiny_bert_dir().join(file), snapshot.join(file)).unwrap();
-    }
+    cache_tiny_bert(
+        &home.join("hub"),
+        "tokenlens--tiny-bert",
+        &["config.json", "model.safetensors", "tokenizer.json"],
+    );
     let run = |model: &str| {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tokenlens"))
             .args(["score", "--model", model])
@@ -508,14 +518,11 @@ fn a_text_of_more_windows_than_a_batch_is_explained_a_batch_at_a_time_with_the_s
 #[test]
 fn hub_ids_resolve_through_hf_hub_cache_when_the_hub_cannot_be_reached() {
     let cache = std::env::temp_dir().join(format!("tokenlens-hf-cache-{}", std::process::id()));
-    let repo = cache.join("models--tokenlens--vocab-only");
-    let snapshot = repo.join("snapshots/fedcba9876543210");
-    std::fs::create_dir_all(&snapshot).unwrap();
-    std::fs::create_dir_all(repo.join("refs")).unwrap();
-    std::fs::write(repo.join("refs/main"), "fedcba9876543210").unwrap();
-    for file in ["config.json", "model.safetensors", "vocab.txt"] {
-        std::fs::copy(tiny_bert_dir().join(file), snapshot.join(file)).unwrap();
-    }
+    cache_tiny_bert(
+        &cache,
+        "tokenlens--vocab-only",
+        &["config.json", "model.safetensors", "vocab.txt"],
+    );
     let run = |model: &str| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_tokenlens"))
             .args(["score", "--model", model, "--format", "tsv"])
