@@ -23,6 +23,18 @@ pub struct GradientDepth {
 
 /// Gradient of `LayerNorm(x)` with respect to `x`, given the output gradient `dy`.
 fn layer_norm_backward(norm: &LayerNorm, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    if crate::fused::available(x.device(), &[x, dy, &norm.weight]) {
+        return crate::fused::layer_norm_backward(x, dy, &norm.weight, norm.eps);
+    }
+    composite_layer_norm_backward(norm, x, dy)
+}
+
+/// [`layer_norm_backward`] from tensor ops.
+pub(crate) fn composite_layer_norm_backward(
+    norm: &LayerNorm,
+    x: &Tensor,
+    dy: &Tensor,
+) -> Result<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let centered = x.broadcast_sub(&mean)?;
     let variance = centered.sqr()?.mean_keepdim(D::Minus1)?;
@@ -134,9 +146,12 @@ pub fn gradients_seeded(
         }
         let d_value = act.probs.t()?.matmul(&d_context)?;
         // Softmax: dS = P ⊙ (dP − Σ_j dP ⊙ P).
-        let row = (&d_probs * &act.probs)?.sum_keepdim(D::Minus1)?;
-        let d_scores =
-            (act.probs.clone() * d_probs.broadcast_sub(&row)?)?.affine(1.0 / scale, 0.0)?;
+        let d_scores = if crate::fused::available(&model.device, &[&act.probs, &d_probs]) {
+            crate::fused::softmax_backward(&act.probs, &d_probs, 1.0 / scale)?
+        } else {
+            let row = (&d_probs * &act.probs)?.sum_keepdim(D::Minus1)?;
+            (act.probs.clone() * d_probs.broadcast_sub(&row)?)?.affine(1.0 / scale, 0.0)?
+        };
         let d_query = d_scores.matmul(&act.key)?;
         let d_key = d_scores.t()?.matmul(&act.query)?;
         d_hidden = (d_sum

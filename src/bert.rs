@@ -40,8 +40,17 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    /// Written out because candle's fused layer norm has no backward pass.
+    /// One fused pass where no gradient flows through `x`; otherwise the composite ops
+    /// (candle's own fused layer norm has no backward pass).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !x.track_op() && crate::fused::available(x.device(), &[x, &self.weight, &self.bias]) {
+            return crate::fused::layer_norm(x, &self.weight, &self.bias, self.eps);
+        }
+        self.composite_forward(x)
+    }
+
+    /// LayerNorm from differentiable tensor ops.
+    pub(crate) fn composite_forward(&self, x: &Tensor) -> Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
         let centered = x.broadcast_sub(&mean)?;
         let variance = centered.sqr()?.mean_keepdim(D::Minus1)?;
@@ -407,8 +416,14 @@ impl BertClassifier {
             let key = split_heads(dense(&layer.key, &hidden)?)?;
             let value = split_heads(dense(&layer.value, &hidden)?)?;
             let scores = (query.matmul(&key.t()?.contiguous()?)? / scale)?;
-            let masked = scores.broadcast_add(&extended_mask)?;
-            let probs = candle_nn::ops::softmax(&masked, D::Minus1)?;
+            let probs = if !scores.track_op()
+                && crate::fused::available(&self.device, &[&scores, &extended_mask])
+            {
+                // One pass over the attention map instead of seven.
+                crate::fused::attention_softmax(&scores, &extended_mask)?
+            } else {
+                candle_nn::ops::softmax(&scores.broadcast_add(&extended_mask)?, D::Minus1)?
+            };
             let probs_used = match probes.as_mut() {
                 Some(p) => {
                     let var = Var::zeros(probs.shape(), self.dtype, &self.device)?;

@@ -11,6 +11,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Shape
 
 use crate::error::Result;
 
+mod rows;
+pub use rows::{attention_softmax, layer_norm, layer_norm_backward, softmax_backward};
+
 /// Whether the fused ops can run on `device` for `tensors` (one float dtype, no empty tensor).
 pub fn available(device: &Device, tensors: &[&Tensor]) -> bool {
     let Some(first) = tensors.first() else {
@@ -86,32 +89,64 @@ pub fn safe_divide_element<T: Float>(a: T, b: T) -> T {
 
 pub trait Float:
     Copy
-    + PartialEq
+    + Send
+    + Sync
+    + PartialOrd
     + std::ops::Add<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::Sub<Output = Self>
     + std::ops::Mul<Output = Self>
     + std::ops::Div<Output = Self>
 {
     const ZERO: Self;
+    const ONE: Self;
     const HALF: Self;
     const EPS: Self;
+    const NEG_INFINITY: Self;
     fn abs(self) -> Self;
+    fn exp(self) -> Self;
+    fn sqrt(self) -> Self;
+    /// Rounded as candle rounds the scalar of an affine op.
+    fn from_f64(value: f64) -> Self;
 }
 
 impl Float for f32 {
     const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     const HALF: Self = 0.5;
     const EPS: Self = 1e-9;
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
     fn abs(self) -> Self {
         f32::abs(self)
+    }
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    fn from_f64(value: f64) -> Self {
+        value as f32
     }
 }
 
 impl Float for f64 {
     const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     const HALF: Self = 0.5;
     const EPS: Self = 1e-9;
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
     fn abs(self) -> Self {
         f64::abs(self)
+    }
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn from_f64(value: f64) -> Self {
+        value as f64
     }
 }
 
@@ -188,40 +223,64 @@ impl Fused {
         if inputs.iter().any(|(_, l)| l.shape() != &shape) {
             candle_core::bail!("{}: inputs of different shapes", self.name());
         }
-        // The inputs' elements as slices of one type, picked from each storage by `pick`.
-        fn slices<'a, T>(
-            op: Fused,
-            inputs: &[(&'a CpuStorage, &Layout)],
-            pick: impl Fn(&'a CpuStorage) -> Option<&'a [T]>,
-        ) -> candle_core::Result<Vec<&'a [T]>> {
-            inputs
-                .iter()
-                .map(
-                    |(storage, layout)| match (pick(storage), layout.contiguous_offsets()) {
-                        (Some(data), Some((start, end))) => Ok(&data[start..end]),
-                        (None, _) => candle_core::bail!("{}: mixed dtypes", op.name()),
-                        (_, None) => candle_core::bail!("{} needs contiguous inputs", op.name()),
-                    },
-                )
-                .collect()
-        }
-        let out = match inputs[0].0 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.run(&slices(self, inputs, |s| match s {
-                CpuStorage::F32(d) => Some(d.as_slice()),
-                _ => None,
-            })?)),
-            CpuStorage::F64(_) => CpuStorage::F64(self.run(&slices(self, inputs, |s| match s {
-                CpuStorage::F64(d) => Some(d.as_slice()),
-                _ => None,
-            })?)),
-            _ => candle_core::bail!("{} needs f32 or f64 tensors", self.name()),
-        };
+        let out = on_cpu_slices(&self, inputs)?;
         let shape = match self.output_len(1) {
             1 => shape,
             _ => Shape::from(self.output_len(shape.elem_count())),
         };
         Ok((out, shape))
     }
+}
+
+/// An op's arithmetic on the CPU, for either float type.
+pub(crate) trait CpuKernel {
+    fn name(&self) -> &'static str;
+    fn run<T: Float>(&self, inputs: &[&[T]]) -> Vec<T>;
+}
+
+impl CpuKernel for Fused {
+    fn name(&self) -> &'static str {
+        Fused::name(*self)
+    }
+    fn run<T: Float>(&self, inputs: &[&[T]]) -> Vec<T> {
+        Fused::run(*self, inputs)
+    }
+}
+
+/// Runs `kernel` on the contiguous elements of `inputs`, which must share one float dtype.
+pub(crate) fn on_cpu_slices<K: CpuKernel>(
+    kernel: &K,
+    inputs: &[(&CpuStorage, &Layout)],
+) -> candle_core::Result<CpuStorage> {
+    // The inputs' elements as slices of one type, picked from each storage by `pick`.
+    fn slices<'a, T>(
+        name: &str,
+        inputs: &[(&'a CpuStorage, &Layout)],
+        pick: impl Fn(&'a CpuStorage) -> Option<&'a [T]>,
+    ) -> candle_core::Result<Vec<&'a [T]>> {
+        inputs
+            .iter()
+            .map(
+                |(storage, layout)| match (pick(storage), layout.contiguous_offsets()) {
+                    (Some(data), Some((start, end))) => Ok(&data[start..end]),
+                    (None, _) => candle_core::bail!("{name}: mixed dtypes"),
+                    (_, None) => candle_core::bail!("{name} needs contiguous inputs"),
+                },
+            )
+            .collect()
+    }
+    let name = kernel.name();
+    Ok(match inputs[0].0 {
+        CpuStorage::F32(_) => CpuStorage::F32(kernel.run(&slices(name, inputs, |s| match s {
+            CpuStorage::F32(d) => Some(d.as_slice()),
+            _ => None,
+        })?)),
+        CpuStorage::F64(_) => CpuStorage::F64(kernel.run(&slices(name, inputs, |s| match s {
+            CpuStorage::F64(d) => Some(d.as_slice()),
+            _ => None,
+        })?)),
+        _ => candle_core::bail!("{name} needs f32 or f64 tensors"),
+    })
 }
 
 impl CustomOp2 for Fused {
@@ -289,7 +348,7 @@ mod cuda {
     use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::cudarc::nvrtc::{self, CompileOptions};
     use candle_core::cuda_backend::{CudaDType, CudaStorage, CudaStorageSlice, WrapErr};
-    use candle_core::{Device, Layout, Shape};
+    use candle_core::{Device, Layout, Shape, WithDType};
 
     use super::Fused;
 
@@ -362,7 +421,8 @@ BOTH(renormalisation, P3, (a, b, c, out, n))
                 fmad: Some(false),
                 ..Default::default()
             };
-            let ptx = nvrtc::compile_ptx_with_opts(SOURCE, options)
+            let source = [SOURCE, super::rows::CUDA_SOURCE].concat();
+            let ptx = nvrtc::compile_ptx_with_opts(source, options)
                 .map(|ptx| ptx.to_src())
                 .map_err(|e| e.to_string());
             if let Err(e) = &ptx {
@@ -373,41 +433,68 @@ BOTH(renormalisation, P3, (a, b, c, out, n))
         })
     }
 
-    pub fn available(device: &Device) -> bool {
+    pub(super) fn available(device: &Device) -> bool {
         matches!(device, Device::Cuda(_)) && ptx().is_ok()
     }
 
-    fn launch<T: CudaDType + DeviceRepr>(
-        op: Fused,
-        suffix: &str,
+    /// Launches kernel `name` (suffixed with the dtype) on contiguous `inputs`, followed in its
+    /// parameters by the output (`output_len` elements), the `counts` and, if any, `param`.
+    pub(super) fn launch<T: CudaDType + DeviceRepr + WithDType>(
+        name: &str,
         inputs: &[(&CudaStorage, &Layout)],
+        output_len: usize,
+        counts: &[u64],
+        param: Option<f64>,
+        config: LaunchConfig,
     ) -> candle_core::Result<CudaStorage> {
         let ptx = match ptx() {
             Ok(ptx) => ptx,
-            Err(e) => candle_core::bail!("{}: NVRTC failed: {e}", op.name()),
+            Err(e) => candle_core::bail!("{name}: NVRTC failed: {e}"),
         };
         let device = &inputs[0].0.device;
         let views = inputs
             .iter()
             .map(|(storage, layout)| match layout.contiguous_offsets() {
                 Some((start, end)) => Ok(storage.as_cuda_slice::<T>()?.slice(start..end)),
-                None => candle_core::bail!("{} needs contiguous inputs", op.name()),
+                None => candle_core::bail!("{name} needs contiguous inputs"),
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let n = views[0].len();
-        let name = format!("{}_{suffix}", op.name());
-        let func = device.get_or_load_custom_func(&name, MODULE, ptx)?;
-        // SAFETY: the kernel writes every one of the output's elements.
-        let out = unsafe { device.alloc::<T>(op.output_len(n))? };
-        let count = n as u64;
+        let func = device.get_or_load_custom_func(
+            &format!("{name}_{}", T::DTYPE.as_str()),
+            MODULE,
+            ptx,
+        )?;
+        // SAFETY: every kernel of the module writes each of its output's elements.
+        let out = unsafe { device.alloc::<T>(output_len)? };
         let mut builder = func.builder();
         for view in &views {
             builder.arg(view);
         }
-        builder.arg(&out).arg(&count);
-        // SAFETY: the arguments match the kernel's parameters (inputs, output, count).
-        unsafe { builder.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
+        builder.arg(&out);
+        for count in counts {
+            builder.arg(count);
+        }
+        if let Some(param) = &param {
+            builder.arg(param);
+        }
+        // SAFETY: the arguments match the kernel's parameters (inputs, output, counts, param).
+        unsafe { builder.launch(config) }.w()?;
         Ok(CudaStorage::wrap_cuda_slice(out, device.clone()))
+    }
+
+    fn launch_elementwise<T: CudaDType + DeviceRepr + WithDType>(
+        op: Fused,
+        inputs: &[(&CudaStorage, &Layout)],
+    ) -> candle_core::Result<CudaStorage> {
+        let n = inputs[0].1.shape().elem_count();
+        launch::<T>(
+            op.name(),
+            inputs,
+            op.output_len(n),
+            &[n as u64],
+            None,
+            LaunchConfig::for_num_elems(n as u32),
+        )
     }
 
     pub fn run(
@@ -419,8 +506,8 @@ BOTH(renormalisation, P3, (a, b, c, out, n))
             candle_core::bail!("{}: inputs of different shapes", op.name());
         }
         let storage = match &inputs[0].0.slice {
-            CudaStorageSlice::F32(_) => launch::<f32>(op, "f32", inputs)?,
-            CudaStorageSlice::F64(_) => launch::<f64>(op, "f64", inputs)?,
+            CudaStorageSlice::F32(_) => launch_elementwise::<f32>(op, inputs)?,
+            CudaStorageSlice::F64(_) => launch_elementwise::<f64>(op, inputs)?,
             _ => candle_core::bail!("{} needs f32 or f64 tensors", op.name()),
         };
         let shape = match op.output_len(1) {
