@@ -146,7 +146,7 @@ impl Float for f64 {
         f64::sqrt(self)
     }
     fn from_f64(value: f64) -> Self {
-        value as f64
+        value
     }
 }
 

@@ -91,7 +91,9 @@ impl RowOp {
         let rows = elements / cols;
         let sizes_ok = match self.kind {
             Row::AttentionSoftmax => {
-                dims.len() >= 2 && shapes[1].elem_count() == samples * cols && rows % samples == 0
+                dims.len() >= 2
+                    && shapes[1].elem_count() == samples * cols
+                    && rows.is_multiple_of(samples)
             }
             Row::SoftmaxBackward => shapes[1] == shapes[0],
             Row::LayerNorm => shapes[1].elem_count() == cols && shapes[2].elem_count() == cols,
