@@ -12,7 +12,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Shape
 use crate::error::Result;
 
 mod rows;
-pub use rows::{attention_softmax, layer_norm, layer_norm_backward, softmax_backward};
+pub use rows::{
+    attention_softmax, layer_norm, layer_norm_backward, masked_split, softmax_backward,
+};
 
 /// Whether the fused ops can run on `device` for `tensors` (one float dtype, no empty tensor).
 pub fn available(device: &Device, tensors: &[&Tensor]) -> bool {
@@ -49,6 +51,12 @@ pub fn alpha_beta_input(x: &Tensor, u: &Tensor, v: &Tensor) -> Result<Tensor> {
         &v.contiguous()?,
         &Fused::AlphaBetaInput,
     )?)
+}
+
+/// `½ (a ⊙ u)`: one operand's share in the matmul rule, from `u = S bᵀ` or `aᵀ S`.
+pub fn half_product(a: &Tensor, u: &Tensor) -> Result<Tensor> {
+    Ok(a.contiguous()?
+        .apply_op2_no_bwd(&u.contiguous()?, &Fused::HalfProduct)?)
 }
 
 /// Gradient × input split of `a + b` (one shape): `[a ⊙ s, b ⊙ s]` stacked on a new first
@@ -155,6 +163,7 @@ enum Fused {
     SafeDivide,
     AlphaBetaRatio,
     AlphaBetaInput,
+    HalfProduct,
     ResidualSplit,
     Renormalisation,
 }
@@ -165,6 +174,7 @@ impl Fused {
             Fused::SafeDivide => "safe_divide",
             Fused::AlphaBetaRatio => "alpha_beta_ratio",
             Fused::AlphaBetaInput => "alpha_beta_input",
+            Fused::HalfProduct => "half_product",
             Fused::ResidualSplit => "residual_split",
             Fused::Renormalisation => "renormalisation",
         }
@@ -195,6 +205,7 @@ impl Fused {
                     (x * at(1, i) + x.abs() * at(2, i)) * T::HALF
                 })
                 .collect(),
+            Fused::HalfProduct => (0..n).map(|i| (at(0, i) * at(1, i)) * T::HALF).collect(),
             Fused::ResidualSplit => {
                 let share = |i: usize| safe_divide_element(at(2, i), at(0, i) + at(1, i));
                 let mut out: Vec<T> = (0..n).map(|i| at(0, i) * share(i)).collect();
@@ -380,6 +391,9 @@ __device__ void alpha_beta_input(const T *x, const T *u, const T *v, T *out, u64
         out[i] = (xi * u[i] + fabs(xi) * v[i]) * T(0.5);
     }
 }
+template <typename T> __device__ void half_product(const T *a, const T *u, T *out, u64 n) {
+    EACH(n) out[i] = (a[i] * u[i]) * T(0.5);
+}
 template <typename T>
 __device__ void residual_split(const T *a, const T *b, const T *r, T *out, u64 n) {
     EACH(n) {
@@ -407,6 +421,7 @@ __device__ void renormalisation(const T *sum_a, const T *sum_b, const T *total, 
 #define P2(T) (const T *a, const T *b, T *out, u64 n)
 #define P3(T) (const T *a, const T *b, const T *c, T *out, u64 n)
 BOTH(safe_divide, P2, (a, b, out, n))
+BOTH(half_product, P2, (a, b, out, n))
 BOTH(alpha_beta_ratio, P3, (a, b, c, out, n))
 BOTH(alpha_beta_input, P3, (a, b, c, out, n))
 BOTH(residual_split, P3, (a, b, c, out, n))
@@ -591,6 +606,12 @@ mod tests {
             assert_eq!(
                 values(&alpha_beta_input(&a, &b, &r).unwrap()),
                 values(&expected),
+                "{dtype:?}"
+            );
+
+            assert_eq!(
+                values(&half_product(&a, &b).unwrap()),
+                values(&(&a * &b).unwrap().affine(0.5, 0.0).unwrap()),
                 "{dtype:?}"
             );
 

@@ -18,6 +18,34 @@ pub fn attention_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
     apply2(Row::AttentionSoftmax, 0.0, scores, mask)
 }
 
+/// The gradient × input split of `scores + mask` (the mask broadcast as in
+/// [`attention_softmax`]) for relevance `R`: the scores' share `scores ⊙ s` with
+/// `s = R / (scores + mask)`, and per sample [3, B] the sums of that share, of the mask's share
+/// `mask ⊙ s` and of `R`, which the add rule's re-normalisation needs.
+pub fn masked_split(
+    scores: &Tensor,
+    mask: &Tensor,
+    relevance: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let op = RowOp {
+        kind: Row::MaskedSplit,
+        param: 0.0,
+    };
+    let out = scores.contiguous()?.apply_op3_no_bwd(
+        &mask.contiguous()?,
+        &relevance.contiguous()?,
+        &op,
+    )?;
+    let elements = scores.elem_count();
+    let samples = scores.dim(0)?;
+    let share = out.narrow(0, 0, elements)?.reshape(scores.shape())?;
+    let sums = out
+        .narrow(0, elements, out.elem_count() - elements)?
+        .reshape((3, samples, ()))?
+        .sum(2)?;
+    Ok((share, sums))
+}
+
 /// The softmax backward pass for `P = softmax(S · scale)`: `scale · P ⊙ (dP − Σⱼ dP ⊙ P)`.
 pub fn softmax_backward(probs: &Tensor, d_probs: &Tensor, scale: f64) -> Result<Tensor> {
     apply2(Row::SoftmaxBackward, scale, probs, d_probs)
@@ -47,6 +75,7 @@ fn apply3(kind: Row, param: f64, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<T
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Row {
     AttentionSoftmax,
+    MaskedSplit,
     SoftmaxBackward,
     LayerNorm,
     LayerNormBackward,
@@ -71,6 +100,7 @@ impl RowOp {
     fn kernel_name(&self) -> &'static str {
         match self.kind {
             Row::AttentionSoftmax => "attention_softmax",
+            Row::MaskedSplit => "masked_split",
             Row::SoftmaxBackward => "softmax_backward",
             Row::LayerNorm => "layer_norm",
             Row::LayerNormBackward => "layer_norm_backward",
@@ -90,10 +120,11 @@ impl RowOp {
         }
         let rows = elements / cols;
         let sizes_ok = match self.kind {
-            Row::AttentionSoftmax => {
+            Row::AttentionSoftmax | Row::MaskedSplit => {
                 dims.len() >= 2
                     && shapes[1].elem_count() == samples * cols
                     && rows.is_multiple_of(samples)
+                    && (self.kind == Row::AttentionSoftmax || shapes[2] == shapes[0])
             }
             Row::SoftmaxBackward => shapes[1] == shapes[0],
             Row::LayerNorm => shapes[1].elem_count() == cols && shapes[2].elem_count() == cols,
@@ -114,7 +145,15 @@ impl RowOp {
         let shapes: Vec<&Shape> = inputs.iter().map(|(_, l)| l.shape()).collect();
         let rows = self.rows(&shapes)?;
         let out = on_cpu_slices(&CpuRows { op: *self, rows }, inputs)?;
-        Ok((out, inputs[0].1.shape().clone()))
+        Ok((out, self.output_shape(inputs[0].1.shape(), rows)))
+    }
+
+    /// The input's shape, except for the masked split: its share, flat, then three sums per row.
+    fn output_shape(&self, input: &Shape, rows: Rows) -> Shape {
+        match self.kind {
+            Row::MaskedSplit => Shape::from(rows.rows * (rows.cols + 3)),
+            _ => input.clone(),
+        }
     }
 }
 
@@ -139,22 +178,36 @@ impl CpuKernel for CpuRows {
         let inv_cols = T::from_f64(1.0 / cols as f64);
         let kind = self.op.kind;
         let mut out = vec![T::ZERO; rows * cols];
-        out.par_chunks_mut(cols).enumerate().for_each(|(row, out)| {
-            let span = row * cols..(row + 1) * cols;
-            let a = &inputs[0][span.clone()];
-            match kind {
-                Row::AttentionSoftmax => {
-                    let sample = row / rows_per_sample;
-                    let mask = &inputs[1][sample * cols..(sample + 1) * cols];
-                    softmax_row(a, mask, out)
+        let row_sums: Vec<[T; 3]> = out
+            .par_chunks_mut(cols)
+            .enumerate()
+            .map(|(row, out)| {
+                let span = row * cols..(row + 1) * cols;
+                let a = &inputs[0][span.clone()];
+                let sample = row / rows_per_sample;
+                let mask = || &inputs[1][sample * cols..(sample + 1) * cols];
+                match kind {
+                    Row::AttentionSoftmax => softmax_row(a, mask(), out),
+                    Row::MaskedSplit => return masked_split_row(a, mask(), &inputs[2][span], out),
+                    Row::SoftmaxBackward => softmax_backward_row(a, &inputs[1][span], param, out),
+                    Row::LayerNorm => layer_norm_row(a, inputs[1], inputs[2], param, inv_cols, out),
+                    Row::LayerNormBackward => layer_norm_backward_row(
+                        a,
+                        &inputs[1][span],
+                        inputs[2],
+                        param,
+                        inv_cols,
+                        out,
+                    ),
                 }
-                Row::SoftmaxBackward => softmax_backward_row(a, &inputs[1][span], param, out),
-                Row::LayerNorm => layer_norm_row(a, inputs[1], inputs[2], param, inv_cols, out),
-                Row::LayerNormBackward => {
-                    layer_norm_backward_row(a, &inputs[1][span], inputs[2], param, inv_cols, out)
-                }
+                [T::ZERO; 3]
+            })
+            .collect();
+        if kind == Row::MaskedSplit {
+            for k in 0..3 {
+                out.extend(row_sums.iter().map(|sums| sums[k]));
             }
-        });
+        }
         out
     }
 }
@@ -182,6 +235,20 @@ fn softmax_row<T: Float>(scores: &[T], mask: &[T], out: &mut [T]) {
     for o in out.iter_mut() {
         *o = *o / total;
     }
+}
+
+/// One row of [`masked_split`]: writes the scores' share, returns the sums of it, of the mask's
+/// share and of the relevance.
+fn masked_split_row<T: Float>(scores: &[T], mask: &[T], relevance: &[T], out: &mut [T]) -> [T; 3] {
+    let mut sums = [T::ZERO; 3];
+    for j in 0..out.len() {
+        let share = super::safe_divide_element(relevance[j], scores[j] + mask[j]);
+        out[j] = scores[j] * share;
+        sums[0] += out[j];
+        sums[1] += mask[j] * share;
+        sums[2] += relevance[j];
+    }
+    sums
 }
 
 fn softmax_backward_row<T: Float>(p: &[T], dp: &[T], scale: T, out: &mut [T]) {
@@ -304,7 +371,8 @@ impl RowOp {
             rows.rows_per_sample as u64,
         ];
         let name = self.kernel_name();
-        let elements = shapes[0].elem_count();
+        let shape = self.output_shape(shapes[0], rows);
+        let elements = shape.elem_count();
         let launch = |f64s: bool| {
             if f64s {
                 super::cuda::launch::<f64>(
@@ -331,7 +399,7 @@ impl RowOp {
             CudaStorageSlice::F64(_) => launch(true)?,
             _ => candle_core::bail!("{name} needs f32 or f64 tensors"),
         };
-        Ok((storage, inputs[0].1.shape().clone()))
+        Ok((storage, shape))
     }
 }
 
@@ -372,6 +440,28 @@ __device__ void attention_softmax(const T *s, const T *m, T *out, ROW_PARAMS(T))
     COLS { const T e = exp(out[j] - top); out[j] = e; total += e; }
     total = warp_sum(total);
     COLS out[j] = out[j] / total;
+}
+template <typename T>
+__device__ void masked_split(const T *s, const T *m, const T *r, T *out, ROW_PARAMS(T)) {
+    ROW_START
+    T *sums = out + rows * cols;
+    s += row * cols; r += row * cols; out += row * cols; m += (row / rows_per_sample) * cols;
+    T sum_a = T(0), sum_b = T(0), total = T(0);
+    COLS {
+        const T share = safe_div(r[j], s[j] + m[j]);
+        out[j] = s[j] * share;
+        sum_a += out[j];
+        sum_b += m[j] * share;
+        total += r[j];
+    }
+    sum_a = warp_sum(sum_a);
+    sum_b = warp_sum(sum_b);
+    total = warp_sum(total);
+    if (lane == 0) {
+        sums[row] = sum_a;
+        sums[rows + row] = sum_b;
+        sums[2 * rows + row] = total;
+    }
 }
 template <typename T>
 __device__ void softmax_backward(const T *p, const T *dp, T *out, ROW_PARAMS(T)) {
@@ -434,6 +524,7 @@ __device__ void layer_norm_backward(const T *x, const T *dy, const T *w, T *out,
         name<double>(a, b, c, out, rows, cols, rows_per_sample, param); }
 ROWS2(attention_softmax)
 ROWS2(softmax_backward)
+ROWS3(masked_split)
 ROWS3(layer_norm)
 ROWS3(layer_norm_backward)
 "#;
