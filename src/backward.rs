@@ -126,8 +126,14 @@ pub fn gradients_seeded(
             &d_hidden,
         )?;
         let d_act = dense_input_grad(&layer.output, &d_sum)?;
-        let d_pre =
-            (d_act * activation_derivative(model.config.hidden_act, &act.intermediate_pre)?)?;
+        let pre = &act.intermediate_pre;
+        let d_pre = if model.config.hidden_act == Activation::Gelu
+            && crate::fused::available(pre.device(), &[&d_act, pre])
+        {
+            crate::fused::gelu_backward(&d_act, pre)?
+        } else {
+            (d_act * activation_derivative(model.config.hidden_act, pre)?)?
+        };
         let d_normed = (dense_input_grad(&layer.intermediate, &d_pre)? + &d_sum)?;
         // Attention block: h_att = LN(a + h), a = W_o · (P V).
         let d_sum = layer_norm_backward(

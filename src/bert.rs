@@ -325,6 +325,9 @@ impl BertClassifier {
         // Composite forms: candle's fused GELU backward uses a 6-digit constant, which would
         // put a 1e-7 relative error into every gradient.
         Ok(match self.config.hidden_act {
+            Activation::Gelu if !x.track_op() && crate::fused::available(x.device(), &[x]) => {
+                crate::fused::gelu(x)?
+            }
             Activation::Gelu => {
                 let erf = x.affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)?.erf()?;
                 ((x * 0.5)? * (erf + 1.0)?)?

@@ -7,7 +7,9 @@
 //! feature, on a GPU (kernels compiled by NVRTC at first use; where that fails, [`available`]
 //! says no and the callers keep the composite ops).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Tensor,
+};
 
 use crate::error::Result;
 
@@ -53,6 +55,18 @@ pub fn alpha_beta_input(x: &Tensor, u: &Tensor, v: &Tensor) -> Result<Tensor> {
     )?)
 }
 
+/// GELU with the exact (erf) form: `x/2 · (1 + erf(x/√2))`.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op1_no_bwd(&Fused::Gelu)?)
+}
+
+/// The gradient through [`gelu`] at `x` of the output gradient `dy`: `dy ⊙ (Φ(x) + x φ(x))`.
+pub fn gelu_backward(dy: &Tensor, x: &Tensor) -> Result<Tensor> {
+    Ok(dy
+        .contiguous()?
+        .apply_op2_no_bwd(&x.contiguous()?, &Fused::GeluBackward)?)
+}
+
 /// `½ (a ⊙ u)`: one operand's share in the matmul rule, from `u = S bᵀ` or `aᵀ S`.
 pub fn half_product(a: &Tensor, u: &Tensor) -> Result<Tensor> {
     Ok(a.contiguous()?
@@ -95,6 +109,19 @@ pub fn safe_divide_element<T: Float>(a: T, b: T) -> T {
     a / den
 }
 
+/// `(x · ½) · (erf(x · 1/√2) + 1)`, the composite GELU's steps.
+fn gelu_element<T: Float>(x: T) -> T {
+    (x * T::HALF) * ((x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf() + T::ONE)
+}
+
+/// `Φ(x) + x φ(x)` as the composite derivative forms it.
+fn gelu_derivative_element<T: Float>(x: T) -> T {
+    let cdf = ((x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf() + T::ONE) * T::HALF;
+    let pdf = ((x * x) * T::from_f64(-0.5)).exp()
+        * T::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+    cdf + x * pdf
+}
+
 pub trait Float:
     Copy
     + Send
@@ -114,6 +141,8 @@ pub trait Float:
     fn abs(self) -> Self;
     fn exp(self) -> Self;
     fn sqrt(self) -> Self;
+    /// candle's own erf, so that the CPU op equals the composite one.
+    fn erf(self) -> Self;
     /// Rounded as candle rounds the scalar of an affine op.
     fn from_f64(value: f64) -> Self;
 }
@@ -132,6 +161,9 @@ impl Float for f32 {
     }
     fn sqrt(self) -> Self {
         f32::sqrt(self)
+    }
+    fn erf(self) -> Self {
+        candle_core::cpu::erf::erf_f32(self)
     }
     fn from_f64(value: f64) -> Self {
         value as f32
@@ -153,6 +185,9 @@ impl Float for f64 {
     fn sqrt(self) -> Self {
         f64::sqrt(self)
     }
+    fn erf(self) -> Self {
+        candle_core::cpu::erf::erf_f64(self)
+    }
     fn from_f64(value: f64) -> Self {
         value
     }
@@ -163,6 +198,8 @@ enum Fused {
     SafeDivide,
     AlphaBetaRatio,
     AlphaBetaInput,
+    Gelu,
+    GeluBackward,
     HalfProduct,
     ResidualSplit,
     Renormalisation,
@@ -174,6 +211,8 @@ impl Fused {
             Fused::SafeDivide => "safe_divide",
             Fused::AlphaBetaRatio => "alpha_beta_ratio",
             Fused::AlphaBetaInput => "alpha_beta_input",
+            Fused::Gelu => "gelu",
+            Fused::GeluBackward => "gelu_backward",
             Fused::HalfProduct => "half_product",
             Fused::ResidualSplit => "residual_split",
             Fused::Renormalisation => "renormalisation",
@@ -206,6 +245,10 @@ impl Fused {
                 })
                 .collect(),
             Fused::HalfProduct => (0..n).map(|i| (at(0, i) * at(1, i)) * T::HALF).collect(),
+            Fused::Gelu => (0..n).map(|i| gelu_element(at(0, i))).collect(),
+            Fused::GeluBackward => (0..n)
+                .map(|i| at(0, i) * gelu_derivative_element(at(1, i)))
+                .collect(),
             Fused::ResidualSplit => {
                 let share = |i: usize| safe_divide_element(at(2, i), at(0, i) + at(1, i));
                 let mut out: Vec<T> = (0..n).map(|i| at(0, i) * share(i)).collect();
@@ -292,6 +335,25 @@ pub(crate) fn on_cpu_slices<K: CpuKernel>(
         })?)),
         _ => candle_core::bail!("{name} needs f32 or f64 tensors"),
     })
+}
+
+impl CustomOp1 for Fused {
+    fn name(&self) -> &'static str {
+        Fused::name(*self)
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.cpu(&[(s1, l1)])
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::run(*self, &[(s1, l1)])
+    }
 }
 
 impl CustomOp2 for Fused {
@@ -391,6 +453,20 @@ __device__ void alpha_beta_input(const T *x, const T *u, const T *v, T *out, u64
         out[i] = (xi * u[i] + fabs(xi) * v[i]) * T(0.5);
     }
 }
+template <typename T> __device__ void gelu(const T *x, T *out, u64 n) {
+    EACH(n) {
+        const T v = x[i];
+        out[i] = (v * T(0.5)) * (erf(v * T(0.70710678118654752440)) + T(1));
+    }
+}
+template <typename T> __device__ void gelu_backward(const T *dy, const T *x, T *out, u64 n) {
+    EACH(n) {
+        const T v = x[i];
+        const T cdf = (erf(v * T(0.70710678118654752440)) + T(1)) * T(0.5);
+        const T pdf = exp((v * v) * T(-0.5)) * T(0.39894228040143267794);
+        out[i] = dy[i] * (cdf + v * pdf);
+    }
+}
 template <typename T> __device__ void half_product(const T *a, const T *u, T *out, u64 n) {
     EACH(n) out[i] = (a[i] * u[i]) * T(0.5);
 }
@@ -418,10 +494,13 @@ __device__ void renormalisation(const T *sum_a, const T *sum_b, const T *total, 
 #define BOTH(name, params, args) \
     extern "C" __global__ void name##_f32 params(float) { name<float> args; } \
     extern "C" __global__ void name##_f64 params(double) { name<double> args; }
+#define P1(T) (const T *a, T *out, u64 n)
 #define P2(T) (const T *a, const T *b, T *out, u64 n)
 #define P3(T) (const T *a, const T *b, const T *c, T *out, u64 n)
 BOTH(safe_divide, P2, (a, b, out, n))
 BOTH(half_product, P2, (a, b, out, n))
+BOTH(gelu, P1, (a, out, n))
+BOTH(gelu_backward, P2, (a, b, out, n))
 BOTH(alpha_beta_ratio, P3, (a, b, c, out, n))
 BOTH(alpha_beta_input, P3, (a, b, c, out, n))
 BOTH(residual_split, P3, (a, b, c, out, n))
@@ -606,6 +685,25 @@ mod tests {
             assert_eq!(
                 values(&alpha_beta_input(&a, &b, &r).unwrap()),
                 values(&expected),
+                "{dtype:?}"
+            );
+
+            let x = (&a * 1e8).unwrap().clamp(-6.0, 6.0).unwrap();
+            let erf = x
+                .affine(std::f64::consts::FRAC_1_SQRT_2, 0.0)
+                .unwrap()
+                .erf()
+                .unwrap();
+            let expected = ((&x * 0.5).unwrap() * (&erf + 1.0).unwrap()).unwrap();
+            assert_eq!(values(&gelu(&x).unwrap()), values(&expected), "{dtype:?}");
+            let cdf = ((erf + 1.0).unwrap() * 0.5).unwrap();
+            let pdf = (x.sqr().unwrap().affine(-0.5, 0.0).unwrap().exp().unwrap()
+                * (1.0 / (2.0 * std::f64::consts::PI).sqrt()))
+            .unwrap();
+            let derivative = (cdf + (&x * pdf).unwrap()).unwrap();
+            assert_eq!(
+                values(&gelu_backward(&r, &x).unwrap()),
+                values(&(&r * derivative).unwrap()),
                 "{dtype:?}"
             );
 
