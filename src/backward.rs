@@ -160,10 +160,25 @@ pub fn gradients_seeded(
         };
         let d_query = d_scores.matmul(&act.key)?;
         let d_key = d_scores.t()?.matmul(&act.query)?;
-        d_hidden = (d_sum
-            + dense_input_grad(&layer.query, &merge_heads(&d_query)?)?
-            + dense_input_grad(&layer.key, &merge_heads(&d_key)?)?
-            + dense_input_grad(&layer.value, &merge_heads(&d_value)?)?)?;
+        d_hidden = match &layer.query_key_value {
+            Some(merged) => {
+                let d_merged = Tensor::cat(
+                    &[
+                        merge_heads(&d_query)?,
+                        merge_heads(&d_key)?,
+                        merge_heads(&d_value)?,
+                    ],
+                    2,
+                )?;
+                (d_sum + dense_input_grad(merged, &d_merged)?)?
+            }
+            None => {
+                (d_sum
+                    + dense_input_grad(&layer.query, &merge_heads(&d_query)?)?
+                    + dense_input_grad(&layer.key, &merge_heads(&d_key)?)?
+                    + dense_input_grad(&layer.value, &merge_heads(&d_value)?)?)?
+            }
+        };
     }
     let zeros_like_probs = |i: usize| pass.layers[i].probs.zeros_like();
     Ok(Gradients {

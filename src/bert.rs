@@ -129,6 +129,9 @@ pub struct EncoderLayer {
     pub query: Linear,
     pub key: Linear,
     pub value: Linear,
+    /// Query, key and value as one layer ([3D, D]) whose weights the three above are views of;
+    /// `None` when the weights are trained (variables of their own).
+    pub query_key_value: Option<Linear>,
     pub attention_output: Linear,
     pub attention_norm: LayerNorm,
     pub intermediate: Linear,
@@ -157,6 +160,8 @@ pub struct LayerActivations {
     pub query: Tensor,
     pub key: Tensor,
     pub value: Tensor,
+    /// The output of [`EncoderLayer::query_key_value`] [B, N, 3D], where it ran.
+    pub query_key_value: Option<Tensor>,
     /// Scaled (not yet masked) attention scores [B, H, N, N].
     pub scores: Tensor,
     /// Attention probabilities [B, H, N, N] (softmax output).
@@ -258,6 +263,42 @@ fn linear(store: &WeightStore, name: &str, out_dim: usize, in_dim: usize) -> Res
     Ok(Linear::new(weight, Some(bias)))
 }
 
+/// The three projections of self-attention, and the one layer that computes them together (one
+/// matmul three times as wide: on a GPU at batch 1 a single 768-wide product leaves most of the
+/// chip idle). The three become views of the merged weights, so nothing is stored twice.
+/// Trained weights stay as they are: an optimizer updates each variable in place.
+fn query_key_value(
+    query: Linear,
+    key: Linear,
+    value: Linear,
+) -> Result<(Linear, Linear, Linear, Option<Linear>)> {
+    let parts = [&query, &key, &value];
+    let biases: Option<Vec<&Tensor>> = parts.iter().map(|l| l.bias()).collect();
+    let (Some(biases), false) = (biases, parts.iter().any(|l| l.weight().is_variable())) else {
+        return Ok((query, key, value, None));
+    };
+    let weights: Vec<&Tensor> = parts.iter().map(|l| l.weight()).collect();
+    let weight = Tensor::cat(&weights, 0)?;
+    let bias = Tensor::cat(&biases, 0)?;
+    let view = |k: usize| -> Result<Linear> {
+        let rows = weights[k].dim(0)?;
+        let start = weights[..k]
+            .iter()
+            .map(|w| w.dim(0))
+            .sum::<candle_core::Result<usize>>()?;
+        Ok(Linear::new(
+            weight.narrow(0, start, rows)?,
+            Some(bias.narrow(0, start, rows)?),
+        ))
+    };
+    Ok((
+        view(0)?,
+        view(1)?,
+        view(2)?,
+        Some(Linear::new(weight, Some(bias))),
+    ))
+}
+
 fn layer_norm(store: &WeightStore, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
     Ok(LayerNorm {
         weight: store.get(&format!("{name}.weight"), &[dim])?,
@@ -291,10 +332,16 @@ impl BertClassifier {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
+            let (query, key, value, query_key_value) = query_key_value(
+                linear(store, &format!("{p}.attention.self.query"), d, d)?,
+                linear(store, &format!("{p}.attention.self.key"), d, d)?,
+                linear(store, &format!("{p}.attention.self.value"), d, d)?,
+            )?;
             layers.push(EncoderLayer {
-                query: linear(store, &format!("{p}.attention.self.query"), d, d)?,
-                key: linear(store, &format!("{p}.attention.self.key"), d, d)?,
-                value: linear(store, &format!("{p}.attention.self.value"), d, d)?,
+                query,
+                key,
+                value,
+                query_key_value,
                 attention_output: linear(store, &format!("{p}.attention.output.dense"), d, d)?,
                 attention_norm: layer_norm(
                     store,
@@ -415,9 +462,28 @@ impl BertClassifier {
                     .contiguous()?)
             };
             let span = crate::profile::span("forward.attention", &self.device);
-            let query = split_heads(dense(&layer.query, &hidden)?)?;
-            let key = split_heads(dense(&layer.key, &hidden)?)?;
-            let value = split_heads(dense(&layer.value, &hidden)?)?;
+            let (query, key, value, query_key_value) = match &layer.query_key_value {
+                Some(merged) if !hidden.track_op() => {
+                    let out = dense(merged, &hidden)?;
+                    // [B, N, 3, H, d] → [3, B, H, N, d] in one copy.
+                    let heads_first = out
+                        .reshape((batch, len, 3, heads, head_dim))?
+                        .permute((2, 0, 3, 1, 4))?
+                        .contiguous()?;
+                    (
+                        heads_first.get(0)?,
+                        heads_first.get(1)?,
+                        heads_first.get(2)?,
+                        Some(out),
+                    )
+                }
+                _ => (
+                    split_heads(dense(&layer.query, &hidden)?)?,
+                    split_heads(dense(&layer.key, &hidden)?)?,
+                    split_heads(dense(&layer.value, &hidden)?)?,
+                    None,
+                ),
+            };
             let scores = (query.matmul(&key.t()?.contiguous()?)? / scale)?;
             let probs = if !scores.track_op()
                 && crate::fused::available(&self.device, &[&scores, &extended_mask])
@@ -460,6 +526,7 @@ impl BertClassifier {
                 query,
                 key,
                 value,
+                query_key_value,
                 scores,
                 probs,
                 context,

@@ -306,25 +306,44 @@ pub fn propagate_seeded(
         let r_scores = add_mask(&act.scores, &pass.extended_mask, &r_probs)?;
         let key_t = act.key.t()?.contiguous()?;
         let (r_query, r_key_t) = matmul(&act.query, &key_t, &r_scores)?;
-        let r_query = linear_from_output(
-            &act.input,
-            &layer.query,
-            &merge_heads(&act.query)?,
-            &merge_heads(&r_query)?,
-        )?;
-        let r_key = linear_from_output(
-            &act.input,
-            &layer.key,
-            &merge_heads(&act.key)?,
-            &merge_heads(&r_key_t.t()?)?,
-        )?;
-        let r_value = linear_from_output(
-            &act.input,
-            &layer.value,
-            &merge_heads(&act.value)?,
-            &merge_heads(&r_value)?,
-        )?;
-        let r_self = clone(&act.input, &[&r_query, &r_key, &r_value])?;
+        let r_self = match (&layer.query_key_value, &act.query_key_value) {
+            (Some(merged), Some(output)) => {
+                // The three linear rules as one rule of the merged layer, whose input relevance
+                // is their sum; the fan-out (clone) rule's `x ⊙ Σᵢ Rᵢ / (x + ε)` is kept for
+                // its stabiliser (the reference's values move by 1e-7 without it).
+                let r_merged = Tensor::cat(
+                    &[
+                        merge_heads(&r_query)?,
+                        merge_heads(&r_key_t.t()?)?,
+                        merge_heads(&r_value)?,
+                    ],
+                    2,
+                )?;
+                let r_sum = linear_from_output(&act.input, merged, output, &r_merged)?;
+                clone(&act.input, &[&r_sum])?
+            }
+            _ => {
+                let r_query = linear_from_output(
+                    &act.input,
+                    &layer.query,
+                    &merge_heads(&act.query)?,
+                    &merge_heads(&r_query)?,
+                )?;
+                let r_key = linear_from_output(
+                    &act.input,
+                    &layer.key,
+                    &merge_heads(&act.key)?,
+                    &merge_heads(&r_key_t.t()?)?,
+                )?;
+                let r_value = linear_from_output(
+                    &act.input,
+                    &layer.value,
+                    &merge_heads(&act.value)?,
+                    &merge_heads(&r_value)?,
+                )?;
+                clone(&act.input, &[&r_query, &r_key, &r_value])?
+            }
+        };
         r = clone(&act.input, &[&r_self, &r_skip])?;
         layer_input_totals[index] = Some(per_sample_total(&r)?);
     }
