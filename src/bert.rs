@@ -130,13 +130,24 @@ pub struct EncoderLayer {
     pub key: Linear,
     pub value: Linear,
     /// Query, key and value as one layer ([3D, D]) whose weights the three above are views of;
-    /// `None` when the weights are trained (variables of their own).
+    /// `None` when the weights are trained (variables of their own). Whoever replaces one of
+    /// the three calls [`EncoderLayer::merge_projections`].
     pub query_key_value: Option<Linear>,
     pub attention_output: Linear,
     pub attention_norm: LayerNorm,
     pub intermediate: Linear,
     pub output: Linear,
     pub output_norm: LayerNorm,
+}
+
+impl EncoderLayer {
+    /// Rebuilds [`EncoderLayer::query_key_value`] from the current query, key and value.
+    pub fn merge_projections(&mut self) -> Result<()> {
+        let (query, key, value, merged) =
+            query_key_value(self.query.clone(), self.key.clone(), self.value.clone())?;
+        (self.query, self.key, self.value, self.query_key_value) = (query, key, value, merged);
+        Ok(())
+    }
 }
 
 #[derive(Clone)]

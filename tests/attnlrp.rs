@@ -40,6 +40,7 @@ fn zero_biases(model: &BertClassifier) -> BertClassifier {
         ] {
             *linear = without_bias(linear);
         }
+        layer.merge_projections().unwrap();
         layer.attention_norm.bias = zeros_like(&layer.attention_norm.bias);
         layer.output_norm.bias = zeros_like(&layer.output_norm.bias);
     }
