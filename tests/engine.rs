@@ -552,3 +552,46 @@ fn hub_ids_resolve_through_hf_hub_cache_when_the_hub_cannot_be_reached() {
     );
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn prepared_rule_weights_give_the_relevance_of_the_plain_rule() {
+    use tokenlens::relprop::{self, Depth};
+    let explainer = explainer_with(&tiny_bert_dir(), Precision::F64, None);
+    let plain = explainer.model();
+    let mut prepared = plain.clone();
+    prepared.prepare_rule_weights().unwrap();
+    // A GPU prepares them at load; the CPU does not.
+    assert!(plain.rule_weights(&plain.layers[0].intermediate).is_none());
+    for layer in &prepared.layers {
+        for linear in [
+            layer.query_key_value.as_ref().unwrap(),
+            &layer.attention_output,
+            &layer.intermediate,
+            &layer.output,
+        ] {
+            assert!(prepared.rule_weights(linear).is_some());
+        }
+    }
+    let ids = Tensor::new(
+        &[[101u32, 1037, 6919, 1010, 2540, 7959, 2143, 1012, 102]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mask = ids.ones_like().unwrap();
+    let pass = plain.forward(&ids, &mask, false).unwrap();
+    for target in 0..3 {
+        let a = relprop::propagate(plain, &pass, &[target], Depth::EncoderInput).unwrap();
+        let b = relprop::propagate(&prepared, &pass, &[target], Depth::EncoderInput).unwrap();
+        let pairs = a
+            .attention
+            .iter()
+            .zip(&b.attention)
+            .map(|(x, y)| (x.clone().unwrap(), y.clone().unwrap()))
+            .chain([(a.encoder_input.unwrap(), b.encoder_input.unwrap())]);
+        for (x, y) in pairs {
+            let diff = tensor_max_abs(&(&x - &y).unwrap());
+            let scale = tensor_max_abs(&x);
+            assert!(diff <= 1e-9 * scale, "class {target}: {diff} of {scale}");
+        }
+    }
+}

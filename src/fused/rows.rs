@@ -46,6 +46,12 @@ pub fn masked_split(
     Ok((share, sums))
 }
 
+/// `½ (x ⊙ u + |x| ⊙ v)` of the LRP-α1β0 rule, from `u` and `v` side by side in one tensor
+/// `[S W | S |W|]` ([rows, 2·in] for x [rows, in]).
+pub fn alpha_beta_input_side_by_side(x: &Tensor, side_by_side: &Tensor) -> Result<Tensor> {
+    apply2(Row::AlphaBetaInputSideBySide, 0.0, x, side_by_side)
+}
+
 /// The softmax backward pass for `P = softmax(S · scale)`: `scale · P ⊙ (dP − Σⱼ dP ⊙ P)`.
 pub fn softmax_backward(probs: &Tensor, d_probs: &Tensor, scale: f64) -> Result<Tensor> {
     apply2(Row::SoftmaxBackward, scale, probs, d_probs)
@@ -74,6 +80,7 @@ fn apply3(kind: Row, param: f64, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<T
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Row {
+    AlphaBetaInputSideBySide,
     AttentionSoftmax,
     MaskedSplit,
     SoftmaxBackward,
@@ -99,6 +106,7 @@ struct Rows {
 impl RowOp {
     fn kernel_name(&self) -> &'static str {
         match self.kind {
+            Row::AlphaBetaInputSideBySide => "alpha_beta_input_side_by_side",
             Row::AttentionSoftmax => "attention_softmax",
             Row::MaskedSplit => "masked_split",
             Row::SoftmaxBackward => "softmax_backward",
@@ -125,6 +133,10 @@ impl RowOp {
                     && shapes[1].elem_count() == samples * cols
                     && rows.is_multiple_of(samples)
                     && (self.kind == Row::AttentionSoftmax || shapes[2] == shapes[0])
+            }
+            Row::AlphaBetaInputSideBySide => {
+                shapes[1].elem_count() == 2 * elements
+                    && shapes[1].dims().last() == Some(&(2 * cols))
             }
             Row::SoftmaxBackward => shapes[1] == shapes[0],
             Row::LayerNorm => shapes[1].elem_count() == cols && shapes[2].elem_count() == cols,
@@ -187,6 +199,13 @@ impl CpuKernel for CpuRows {
                 let sample = row / rows_per_sample;
                 let mask = || &inputs[1][sample * cols..(sample + 1) * cols];
                 match kind {
+                    Row::AlphaBetaInputSideBySide => {
+                        let uv = &inputs[1][2 * row * cols..2 * (row + 1) * cols];
+                        let (u, v) = uv.split_at(cols);
+                        for j in 0..cols {
+                            out[j] = (a[j] * u[j] + a[j].abs() * v[j]) * T::HALF;
+                        }
+                    }
                     Row::AttentionSoftmax => softmax_row(a, mask(), out),
                     Row::MaskedSplit => return masked_split_row(a, mask(), &inputs[2][span], out),
                     Row::SoftmaxBackward => softmax_backward_row(a, &inputs[1][span], param, out),
@@ -442,6 +461,15 @@ __device__ void attention_softmax(const T *s, const T *m, T *out, ROW_PARAMS(T))
     COLS out[j] = out[j] / total;
 }
 template <typename T>
+__device__ void alpha_beta_input_side_by_side(const T *x, const T *uv, T *out, ROW_PARAMS(T)) {
+    ROW_START
+    x += row * cols; out += row * cols; uv += row * 2 * cols;
+    COLS {
+        const T xi = x[j];
+        out[j] = (xi * uv[j] + fabs(xi) * uv[cols + j]) * T(0.5);
+    }
+}
+template <typename T>
 __device__ void masked_split(const T *s, const T *m, const T *r, T *out, ROW_PARAMS(T)) {
     ROW_START
     T *sums = out + rows * cols;
@@ -522,6 +550,7 @@ __device__ void layer_norm_backward(const T *x, const T *dy, const T *w, T *out,
     extern "C" __global__ void name##_f64(const double *a, const double *b, const double *c, \
         double *out, ROW_PARAMS(double)) { \
         name<double>(a, b, c, out, rows, cols, rows_per_sample, param); }
+ROWS2(alpha_beta_input_side_by_side)
 ROWS2(attention_softmax)
 ROWS2(softmax_backward)
 ROWS3(masked_split)
@@ -632,6 +661,16 @@ mod tests {
                 "{dtype:?}"
             );
 
+            let uv = random(&[2, 7, 96], 7, dtype);
+            let got = alpha_beta_input_side_by_side(&x, &uv).unwrap();
+            let expected = super::super::alpha_beta_input(
+                &x,
+                &uv.narrow(2, 0, 48).unwrap(),
+                &uv.narrow(2, 48, 48).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(max_relative_difference(&got, &expected), 0.0, "{dtype:?}");
+
             let dy = random(&[2, 7, 48], 6, dtype);
             let got = layer_norm_backward(&x, &dy, &norm.weight, norm.eps).unwrap();
             let expected = crate::backward::composite_layer_norm_backward(&norm, &x, &dy).unwrap();
@@ -656,6 +695,7 @@ mod tests {
         );
         assert!(attention_softmax(&x, &random(&[3, 4], 10, DType::F32)).is_err());
         assert!(softmax_backward(&x, &random(&[2, 3, 5], 11, DType::F32), 1.0).is_err());
+        assert!(alpha_beta_input_side_by_side(&x, &random(&[2, 3, 4], 13, DType::F32)).is_err());
         let f64s = random(&[2, 3, 4], 12, DType::F64);
         assert!(softmax_backward(&x, &f64s, 1.0).is_err());
     }
