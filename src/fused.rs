@@ -16,7 +16,7 @@ use crate::error::Result;
 mod rows;
 pub use rows::{
     alpha_beta_input_side_by_side, attention_softmax, layer_norm, layer_norm_backward,
-    masked_split, softmax_backward,
+    masked_split, residual_split, softmax_backward,
 };
 
 /// Whether the fused ops can run on `device` for `tensors` (one float dtype, no empty tensor).
@@ -72,19 +72,6 @@ pub fn gelu_backward(dy: &Tensor, x: &Tensor) -> Result<Tensor> {
 pub fn half_product(a: &Tensor, u: &Tensor) -> Result<Tensor> {
     Ok(a.contiguous()?
         .apply_op2_no_bwd(&u.contiguous()?, &Fused::HalfProduct)?)
-}
-
-/// Gradient × input split of `a + b` (one shape): `[a ⊙ s, b ⊙ s]` stacked on a new first
-/// dimension, with `s = R / (a + b)`.
-pub fn residual_split(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<Tensor> {
-    let stacked = a.contiguous()?.apply_op3_no_bwd(
-        &b.contiguous()?,
-        &relevance.contiguous()?,
-        &Fused::ResidualSplit,
-    )?;
-    let mut shape = vec![2];
-    shape.extend_from_slice(a.dims());
-    Ok(stacked.reshape(shape)?)
 }
 
 /// The reference's re-normalisation of a two-way split, per sample: from the sums of the two
@@ -202,7 +189,6 @@ enum Fused {
     Gelu,
     GeluBackward,
     HalfProduct,
-    ResidualSplit,
     Renormalisation,
 }
 
@@ -215,7 +201,6 @@ impl Fused {
             Fused::Gelu => "gelu",
             Fused::GeluBackward => "gelu_backward",
             Fused::HalfProduct => "half_product",
-            Fused::ResidualSplit => "residual_split",
             Fused::Renormalisation => "renormalisation",
         }
     }
@@ -223,7 +208,7 @@ impl Fused {
     /// Elements written for inputs of `n` elements each.
     fn output_len(self, n: usize) -> usize {
         match self {
-            Fused::ResidualSplit | Fused::Renormalisation => 2 * n,
+            Fused::Renormalisation => 2 * n,
             _ => n,
         }
     }
@@ -250,12 +235,6 @@ impl Fused {
             Fused::GeluBackward => (0..n)
                 .map(|i| at(0, i) * gelu_derivative_element(at(1, i)))
                 .collect(),
-            Fused::ResidualSplit => {
-                let share = |i: usize| safe_divide_element(at(2, i), at(0, i) + at(1, i));
-                let mut out: Vec<T> = (0..n).map(|i| at(0, i) * share(i)).collect();
-                out.extend((0..n).map(|i| at(1, i) * share(i)));
-                out
-            }
             Fused::Renormalisation => {
                 let (mut first, mut second) = (Vec::with_capacity(2 * n), Vec::with_capacity(n));
                 for i in 0..n {
@@ -472,14 +451,6 @@ template <typename T> __device__ void half_product(const T *a, const T *u, T *ou
     EACH(n) out[i] = (a[i] * u[i]) * T(0.5);
 }
 template <typename T>
-__device__ void residual_split(const T *a, const T *b, const T *r, T *out, u64 n) {
-    EACH(n) {
-        const T share = safe_div(r[i], a[i] + b[i]);
-        out[i] = a[i] * share;
-        out[n + i] = b[i] * share;
-    }
-}
-template <typename T>
 __device__ void renormalisation(const T *sum_a, const T *sum_b, const T *total, T *out, u64 n) {
     EACH(n) {
         const T abs_a = fabs(sum_a[i]);
@@ -504,7 +475,6 @@ BOTH(gelu, P1, (a, out, n))
 BOTH(gelu_backward, P2, (a, b, out, n))
 BOTH(alpha_beta_ratio, P3, (a, b, c, out, n))
 BOTH(alpha_beta_input, P3, (a, b, c, out, n))
-BOTH(residual_split, P3, (a, b, c, out, n))
 BOTH(renormalisation, P3, (a, b, c, out, n))
 "#;
 
@@ -713,13 +683,6 @@ mod tests {
                 values(&(&a * &b).unwrap().affine(0.5, 0.0).unwrap()),
                 "{dtype:?}"
             );
-
-            let share = composite_safe_div(&r, &(&a + &b).unwrap());
-            let split = residual_split(&a, &b, &r).unwrap();
-            assert_eq!(split.dims(), &[2, 8]);
-            let mut expected = values(&(&a * &share).unwrap());
-            expected.extend(values(&(&b * &share).unwrap()));
-            assert_eq!(values(&split), expected, "{dtype:?}");
 
             let total = (&r * 3.0).unwrap();
             let (abs_a, abs_b) = (a.abs().unwrap(), b.abs().unwrap());

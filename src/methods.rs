@@ -187,10 +187,9 @@ fn sample_square_native(x: &Tensor, b: usize, len: usize) -> Result<Tensor> {
         .contiguous()?)
 }
 
-/// `(M + I) / rowsum(M + I)` for M [len, len].
-fn identity_row_normalised(m: &Tensor) -> Result<Tensor> {
-    let len = m.dim(0)?;
-    let eye = Tensor::eye(len, DType::F64, m.device())?;
+/// `(M + I) / rowsum(M + I)` for M [len, len], given I (made once for all layers: on a GPU
+/// it takes several kernels).
+fn identity_row_normalised(m: &Tensor, eye: &Tensor) -> Result<Tensor> {
     let with_eye = (m + eye)?;
     Ok(with_eye.broadcast_div(&with_eye.sum_keepdim(1)?)?)
 }
@@ -288,12 +287,13 @@ pub fn score_tensor(method: Method, inputs: &MethodInputs, b: usize, len: usize)
                 last
             };
             let g = grads()?;
+            let eye = Tensor::eye(len, DType::F64, inputs.pass.logits.device())?;
             let mut matrices = Vec::new();
             for layer in first..layers {
                 let grad = sample_square_native(&g.probs[layer], b, len)?;
                 let cam =
                     positive_head_mean_of_product(&grad, &attention_relevance_native(layer)?)?;
-                matrices.push(identity_row_normalised(&cam)?);
+                matrices.push(identity_row_normalised(&cam, &eye)?);
             }
             rollout_first_row(&matrices)?
         }
@@ -307,8 +307,9 @@ pub fn score_tensor(method: Method, inputs: &MethodInputs, b: usize, len: usize)
         }
         Method::RawAttentionLastLayer => head_mean(&probs(last)?)?.i(0)?,
         Method::AttentionRollout => {
+            let eye = Tensor::eye(len, DType::F64, inputs.pass.logits.device())?;
             let matrices = (0..layers)
-                .map(|l| identity_row_normalised(&head_mean(&probs(l)?)?))
+                .map(|l| identity_row_normalised(&head_mean(&probs(l)?)?, &eye))
                 .collect::<Result<Vec<_>>>()?;
             rollout_first_row(&matrices)?
         }

@@ -126,24 +126,16 @@ fn linear_rule(
 /// the two parts sum to ΣR with shares proportional to their absolute sums. `b` may broadcast.
 pub fn add(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor)> {
     let _span = crate::profile::span("relprop.add", a.device());
-    let total = per_sample_total(relevance)?;
     if a.dims() == b.dims() && fused::available(a.device(), &[a, b, relevance]) {
-        // A residual connection: the split and the re-normalisation as three fused passes.
-        let split = fused::residual_split(a, b, relevance)?;
-        let batch = a.dim(0)?;
-        let mut rows = vec![2 * batch];
-        rows.extend_from_slice(&a.dims()[1..]);
-        let sums = per_sample_total(&split.reshape(rows)?)?;
-        let factors = renormalisation(
-            &sums.narrow(0, 0, batch)?,
-            &sums.narrow(0, batch, batch)?,
-            &total,
-        )?;
-        let mut factor_shape = vec![2, batch];
+        // A residual connection: the split and its sums in one fused pass.
+        let (split, sums) = fused::residual_split(a, b, relevance)?;
+        let factors = renormalisation(&sums.get(0)?, &sums.get(1)?, &sums.get(2)?)?;
+        let mut factor_shape = vec![2, a.dim(0)?];
         factor_shape.resize(split.rank(), 1);
         let scaled = split.broadcast_mul(&factors.reshape(factor_shape)?)?;
         return Ok((scaled.get(0)?, scaled.get(1)?));
     }
+    let total = per_sample_total(relevance)?;
     let z = a.broadcast_add(b)?;
     let s = safe_div(relevance, &z)?;
     let r_a = (a * &s)?;

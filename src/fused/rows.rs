@@ -52,6 +52,28 @@ pub fn alpha_beta_input_side_by_side(x: &Tensor, side_by_side: &Tensor) -> Resul
     apply2(Row::AlphaBetaInputSideBySide, 0.0, x, side_by_side)
 }
 
+/// The gradient × input split of `a + b` (one shape) for relevance `R`: `[a ⊙ s, b ⊙ s]` with
+/// `s = R / (a + b)` stacked on a new first dimension, and per sample [3, B] the sums of the
+/// two parts and of `R`, which the add rule's re-normalisation needs.
+pub fn residual_split(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor)> {
+    let op = RowOp {
+        kind: Row::ResidualSplit,
+        param: 0.0,
+    };
+    let out = a
+        .contiguous()?
+        .apply_op3_no_bwd(&b.contiguous()?, &relevance.contiguous()?, &op)?;
+    let elements = a.elem_count();
+    let mut shape = vec![2];
+    shape.extend_from_slice(a.dims());
+    let split = out.narrow(0, 0, 2 * elements)?.reshape(shape)?;
+    let sums = out
+        .narrow(0, 2 * elements, out.elem_count() - 2 * elements)?
+        .reshape((3, a.dim(0)?, ()))?
+        .sum(2)?;
+    Ok((split, sums))
+}
+
 /// The softmax backward pass for `P = softmax(S · scale)`: `scale · P ⊙ (dP − Σⱼ dP ⊙ P)`.
 pub fn softmax_backward(probs: &Tensor, d_probs: &Tensor, scale: f64) -> Result<Tensor> {
     apply2(Row::SoftmaxBackward, scale, probs, d_probs)
@@ -86,6 +108,7 @@ enum Row {
     SoftmaxBackward,
     LayerNorm,
     LayerNormBackward,
+    ResidualSplit,
 }
 
 /// A row op with its scalar (softmax scale or LayerNorm ε).
@@ -112,6 +135,7 @@ impl RowOp {
             Row::SoftmaxBackward => "softmax_backward",
             Row::LayerNorm => "layer_norm",
             Row::LayerNormBackward => "layer_norm_backward",
+            Row::ResidualSplit => "residual_split_sums",
         }
     }
 
@@ -139,6 +163,7 @@ impl RowOp {
                     && shapes[1].dims().last() == Some(&(2 * cols))
             }
             Row::SoftmaxBackward => shapes[1] == shapes[0],
+            Row::ResidualSplit => shapes[1] == shapes[0] && shapes[2] == shapes[0],
             Row::LayerNorm => shapes[1].elem_count() == cols && shapes[2].elem_count() == cols,
             Row::LayerNormBackward => shapes[1] == shapes[0] && shapes[2].elem_count() == cols,
         };
@@ -164,6 +189,7 @@ impl RowOp {
     fn output_shape(&self, input: &Shape, rows: Rows) -> Shape {
         match self.kind {
             Row::MaskedSplit => Shape::from(rows.rows * (rows.cols + 3)),
+            Row::ResidualSplit => Shape::from(rows.rows * (2 * rows.cols + 3)),
             _ => input.clone(),
         }
     }
@@ -207,7 +233,10 @@ impl CpuKernel for CpuRows {
                         }
                     }
                     Row::AttentionSoftmax => softmax_row(a, mask(), out),
-                    Row::MaskedSplit => return masked_split_row(a, mask(), &inputs[2][span], out),
+                    Row::MaskedSplit => return split_row(a, mask(), &inputs[2][span], out),
+                    Row::ResidualSplit => {
+                        return split_row(a, &inputs[1][span.clone()], &inputs[2][span], out);
+                    }
                     Row::SoftmaxBackward => softmax_backward_row(a, &inputs[1][span], param, out),
                     Row::LayerNorm => layer_norm_row(a, inputs[1], inputs[2], param, inv_cols, out),
                     Row::LayerNormBackward => layer_norm_backward_row(
@@ -222,7 +251,16 @@ impl CpuKernel for CpuRows {
                 [T::ZERO; 3]
             })
             .collect();
-        if kind == Row::MaskedSplit {
+        if kind == Row::ResidualSplit {
+            // The second part, `b ⊙ s`, with the same shares.
+            let (a, b, r) = (inputs[0], inputs[1], inputs[2]);
+            let second: Vec<T> = (0..rows * cols)
+                .into_par_iter()
+                .map(|i| b[i] * super::safe_divide_element(r[i], a[i] + b[i]))
+                .collect();
+            out.extend(second);
+        }
+        if matches!(kind, Row::MaskedSplit | Row::ResidualSplit) {
             for k in 0..3 {
                 out.extend(row_sums.iter().map(|sums| sums[k]));
             }
@@ -256,15 +294,15 @@ fn softmax_row<T: Float>(scores: &[T], mask: &[T], out: &mut [T]) {
     }
 }
 
-/// One row of [`masked_split`]: writes the scores' share, returns the sums of it, of the mask's
-/// share and of the relevance.
-fn masked_split_row<T: Float>(scores: &[T], mask: &[T], relevance: &[T], out: &mut [T]) -> [T; 3] {
+/// One row of [`masked_split`] or [`residual_split`]: writes `a`'s share, returns the sums of
+/// it, of `b`'s share and of the relevance.
+fn split_row<T: Float>(a: &[T], b: &[T], relevance: &[T], out: &mut [T]) -> [T; 3] {
     let mut sums = [T::ZERO; 3];
     for j in 0..out.len() {
-        let share = super::safe_divide_element(relevance[j], scores[j] + mask[j]);
-        out[j] = scores[j] * share;
+        let share = super::safe_divide_element(relevance[j], a[j] + b[j]);
+        out[j] = a[j] * share;
         sums[0] += out[j];
-        sums[1] += mask[j] * share;
+        sums[1] += b[j] * share;
         sums[2] += relevance[j];
     }
     sums
@@ -492,6 +530,31 @@ __device__ void masked_split(const T *s, const T *m, const T *r, T *out, ROW_PAR
     }
 }
 template <typename T>
+__device__ void residual_split_sums(const T *a, const T *b, const T *r, T *out, ROW_PARAMS(T)) {
+    ROW_START
+    const u64 n = rows * cols, at = row * cols;
+    T *sums = out + 2 * n;
+    T sum_a = T(0), sum_b = T(0), total = T(0);
+    COLS {
+        const T share = safe_div(r[at + j], a[at + j] + b[at + j]);
+        const T part_a = a[at + j] * share;
+        const T part_b = b[at + j] * share;
+        out[at + j] = part_a;
+        out[n + at + j] = part_b;
+        sum_a += part_a;
+        sum_b += part_b;
+        total += r[at + j];
+    }
+    sum_a = warp_sum(sum_a);
+    sum_b = warp_sum(sum_b);
+    total = warp_sum(total);
+    if (lane == 0) {
+        sums[row] = sum_a;
+        sums[rows + row] = sum_b;
+        sums[2 * rows + row] = total;
+    }
+}
+template <typename T>
 __device__ void softmax_backward(const T *p, const T *dp, T *out, ROW_PARAMS(T)) {
     ROW_START
     p += row * cols; dp += row * cols; out += row * cols;
@@ -554,6 +617,7 @@ ROWS2(alpha_beta_input_side_by_side)
 ROWS2(attention_softmax)
 ROWS2(softmax_backward)
 ROWS3(masked_split)
+ROWS3(residual_split_sums)
 ROWS3(layer_norm)
 ROWS3(layer_norm_backward)
 "#;
@@ -573,6 +637,10 @@ mod tests {
             .unwrap()
             .to_dtype(dtype)
             .unwrap()
+    }
+
+    fn dy_like(x: &Tensor) -> Tensor {
+        random(x.dims(), 10, x.dtype())
     }
 
     fn max_relative_difference(a: &Tensor, b: &Tensor) -> f64 {
@@ -670,6 +738,31 @@ mod tests {
             )
             .unwrap();
             assert_eq!(max_relative_difference(&got, &expected), 0.0, "{dtype:?}");
+
+            let (a, b, r) = (
+                random(&[2, 7, 48], 8, dtype),
+                random(&[2, 7, 48], 9, dtype),
+                dy_like(&x),
+            );
+            let share = super::super::safe_divide(&r, &(&a + &b).unwrap()).unwrap();
+            let (parts, sums) = residual_split(&a, &b, &r).unwrap();
+            let expected =
+                Tensor::stack(&[(&a * &share).unwrap(), (&b * &share).unwrap()], 0).unwrap();
+            assert_eq!(max_relative_difference(&parts, &expected), 0.0, "{dtype:?}");
+            let per_sample = |t: &Tensor| t.flatten_from(1).unwrap().sum(1).unwrap();
+            let expected_sums = Tensor::stack(
+                &[
+                    per_sample(&expected.get(0).unwrap()),
+                    per_sample(&expected.get(1).unwrap()),
+                    per_sample(&r),
+                ],
+                0,
+            )
+            .unwrap();
+            assert!(
+                max_relative_difference(&sums, &expected_sums) < tolerance(dtype),
+                "{dtype:?}"
+            );
 
             let dy = random(&[2, 7, 48], 6, dtype);
             let got = layer_norm_backward(&x, &dy, &norm.weight, norm.eps).unwrap();
