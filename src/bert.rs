@@ -2,10 +2,9 @@
 //! reference implementation of Chefer et al.), built only from differentiable candle ops, keeping
 //! the activations that relevance propagation needs and exposing ∂logit/∂attention per layer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{D, DType, Device, Tensor, TensorId, Var};
+use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::Linear;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -162,17 +161,6 @@ pub struct BertClassifier {
     /// Dropout for fine-tuning (`tokenlens train`); `None` everywhere else.
     pub dropout: Option<TrainingDropout>,
     pub device: Device,
-    /// Encoder weights prepared for the LRP rule, by weight (see [`RuleWeights`]).
-    rule_weights: Arc<HashMap<TensorId, RuleWeights>>,
-}
-
-/// A linear layer's weights as the LRP-α1β0 rule reads them, prepared once instead of in every
-/// explanation: `|W|`, and `[W | |W|]` ([out, 2·in]) so that the rule's two backward products
-/// `S W` and `S |W|` are one matmul twice as wide, which at batch 1 keeps twice as many of a
-/// GPU's multiprocessors busy. Three times the layer's memory in all.
-pub struct RuleWeights {
-    pub abs: Tensor,
-    pub side_by_side: Tensor,
 }
 
 /// Activations of one encoder layer, as the LRP rules need them.
@@ -388,43 +376,7 @@ impl BertClassifier {
             dtype,
             device: device.clone(),
             dropout: None,
-            rule_weights: Arc::default(),
         })
-        .and_then(|mut model| {
-            if device.is_cuda() {
-                model.prepare_rule_weights()?;
-            }
-            Ok(model)
-        })
-    }
-
-    /// Prepares [`RuleWeights`] for the encoder's linear layers whose weights are not trained
-    /// (done at load on a GPU, where it pays; the CPU computes the same without).
-    pub fn prepare_rule_weights(&mut self) -> Result<()> {
-        let mut prepared = HashMap::new();
-        for layer in &self.layers {
-            let linears = [
-                layer.query_key_value.as_ref(),
-                Some(&layer.attention_output),
-                Some(&layer.intermediate),
-                Some(&layer.output),
-            ];
-            for weight in linears.into_iter().flatten().map(Linear::weight) {
-                if weight.is_variable() {
-                    continue;
-                }
-                let abs = weight.abs()?;
-                let side_by_side = Tensor::cat(&[weight, &abs], 1)?;
-                prepared.insert(weight.id(), RuleWeights { abs, side_by_side });
-            }
-        }
-        self.rule_weights = Arc::new(prepared);
-        Ok(())
-    }
-
-    /// The prepared rule weights of `layer`, if any.
-    pub fn rule_weights(&self, layer: &Linear) -> Option<&RuleWeights> {
-        self.rule_weights.get(&layer.weight().id())
     }
 
     fn activation(&self, x: &Tensor) -> Result<Tensor> {

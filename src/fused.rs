@@ -15,8 +15,8 @@ use crate::error::Result;
 
 mod rows;
 pub use rows::{
-    alpha_beta_input_side_by_side, attention_softmax, layer_norm, layer_norm_backward,
-    masked_split, residual_split, softmax_backward,
+    attention_softmax, layer_norm, layer_norm_backward, masked_split, residual_split,
+    softmax_backward,
 };
 
 /// Whether the fused ops can run on `device` for `tensors` (one float dtype, no empty tensor).

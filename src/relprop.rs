@@ -10,7 +10,7 @@
 use candle_core::{D, Tensor};
 use candle_nn::Linear;
 
-use crate::bert::{BertClassifier, ForwardPass, RuleWeights, one_hot_like};
+use crate::bert::{BertClassifier, ForwardPass, one_hot_like};
 use crate::error::Result;
 use crate::fused;
 
@@ -68,26 +68,23 @@ pub fn per_sample_total(x: &Tensor) -> Result<Tensor> {
 /// `x⁺ ⊙ (S W⁺) + x⁻ ⊙ (S W⁻) = ½(x ⊙ (S W) + |x| ⊙ (S |W|))`, which need one elementwise
 /// pass over the weights instead of two and four matmuls on 2-D operands (no broadcast copies).
 pub fn linear(x: &Tensor, layer: &Linear, relevance: &Tensor) -> Result<Tensor> {
-    linear_rule(x, layer, None, None, relevance)
+    linear_rule(x, layer, None, relevance)
 }
 
 /// [`linear`] for a layer whose forward output `x Wᵀ + b` is at hand: `x Wᵀ` is taken from it
-/// instead of being recomputed, which saves a quarter of the rule's matmuls. With the model's
-/// [`RuleWeights`] of the layer where it has them.
+/// instead of being recomputed, which saves a quarter of the rule's matmuls.
 pub fn linear_from_output(
-    model: &BertClassifier,
     x: &Tensor,
     layer: &Linear,
     output: &Tensor,
     relevance: &Tensor,
 ) -> Result<Tensor> {
-    linear_rule(x, layer, model.rule_weights(layer), Some(output), relevance)
+    linear_rule(x, layer, Some(output), relevance)
 }
 
 fn linear_rule(
     x: &Tensor,
     layer: &Linear,
-    prepared: Option<&RuleWeights>,
     output: Option<&Tensor>,
     relevance: &Tensor,
 ) -> Result<Tensor> {
@@ -97,10 +94,7 @@ fn linear_rule(
     let rows = x.elem_count() / in_dim;
     let x2 = x.reshape((rows, in_dim))?;
     let r2 = relevance.reshape((rows, out_dim))?;
-    let w_abs = match prepared {
-        Some(p) => p.abs.clone(),
-        None => w.abs()?,
-    };
+    let w_abs = w.abs()?;
     let x_abs = x2.abs()?;
     let xw = match (output, layer.bias()) {
         (Some(y), Some(b)) => y.reshape((rows, out_dim))?.broadcast_sub(b)?,
@@ -110,10 +104,7 @@ fn linear_rule(
     let t = x_abs.matmul(&w_abs.t()?)?;
     if fused::available(x.device(), &[&r2, &xw, &t]) {
         let s = fused::alpha_beta_ratio(&r2, &xw, &t)?;
-        let r_in = match prepared {
-            Some(p) => fused::alpha_beta_input_side_by_side(&x2, &s.matmul(&p.side_by_side)?)?,
-            None => fused::alpha_beta_input(&x2, &s.matmul(w)?, &s.matmul(&w_abs)?)?,
-        };
+        let r_in = fused::alpha_beta_input(&x2, &s.matmul(w)?, &s.matmul(&w_abs)?)?;
         return Ok(r_in.reshape(x.shape())?);
     }
     let z = (xw + t)?.affine(0.5, 0.0)?;
@@ -247,7 +238,7 @@ pub fn propagate_seeded(
     let head_dim = model.config.head_dim();
 
     let _span = crate::profile::span("relprop (all)", &model.device);
-    let r_pooled = linear_from_output(model, &pass.pooled, &model.classifier, &pass.logits, seed)?;
+    let r_pooled = linear_from_output(&pass.pooled, &model.classifier, &pass.logits, seed)?;
     let r_cls = linear(&pass.cls, &model.pooler, &r_pooled)?;
     // IndexSelect of position 0 (gradient × input over the selected row).
     let r_cls = (&pass.cls * safe_div(&r_cls, &pass.cls)?)?.unsqueeze(1)?;
@@ -269,14 +260,12 @@ pub fn propagate_seeded(
         // Output block: LayerNorm (identity), residual add, dense, activation (identity), dense.
         let (r_out, r_residual) = add(&act.output_dense, &act.attention_normed, &r)?;
         let r_act = linear_from_output(
-            model,
             &act.intermediate_act,
             &layer.output,
             &act.output_dense,
             &r_out,
         )?;
         let r_ffn_in = linear_from_output(
-            model,
             &act.attention_normed,
             &layer.intermediate,
             &act.intermediate_pre,
@@ -286,7 +275,6 @@ pub fn propagate_seeded(
         // Attention block: LayerNorm (identity), residual add, dense.
         let (r_dense, r_skip) = add(&act.attention_dense, &act.input, &r_normed)?;
         let r_context = linear_from_output(
-            model,
             &act.context,
             &layer.attention_output,
             &act.attention_dense,
@@ -323,26 +311,23 @@ pub fn propagate_seeded(
                     ],
                     2,
                 )?;
-                let r_sum = linear_from_output(model, &act.input, merged, output, &r_merged)?;
+                let r_sum = linear_from_output(&act.input, merged, output, &r_merged)?;
                 clone(&act.input, &[&r_sum])?
             }
             _ => {
                 let r_query = linear_from_output(
-                    model,
                     &act.input,
                     &layer.query,
                     &merge_heads(&act.query)?,
                     &merge_heads(&r_query)?,
                 )?;
                 let r_key = linear_from_output(
-                    model,
                     &act.input,
                     &layer.key,
                     &merge_heads(&act.key)?,
                     &merge_heads(&r_key_t.t()?)?,
                 )?;
                 let r_value = linear_from_output(
-                    model,
                     &act.input,
                     &layer.value,
                     &merge_heads(&act.value)?,

@@ -46,12 +46,6 @@ pub fn masked_split(
     Ok((share, sums))
 }
 
-/// `½ (x ⊙ u + |x| ⊙ v)` of the LRP-α1β0 rule, from `u` and `v` side by side in one tensor
-/// `[S W | S |W|]` ([rows, 2·in] for x [rows, in]).
-pub fn alpha_beta_input_side_by_side(x: &Tensor, side_by_side: &Tensor) -> Result<Tensor> {
-    apply2(Row::AlphaBetaInputSideBySide, 0.0, x, side_by_side)
-}
-
 /// The gradient × input split of `a + b` (one shape) for relevance `R`: `[a ⊙ s, b ⊙ s]` with
 /// `s = R / (a + b)` stacked on a new first dimension, and per sample [3, B] the sums of the
 /// two parts and of `R`, which the add rule's re-normalisation needs.
@@ -102,7 +96,6 @@ fn apply3(kind: Row, param: f64, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<T
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Row {
-    AlphaBetaInputSideBySide,
     AttentionSoftmax,
     MaskedSplit,
     SoftmaxBackward,
@@ -129,7 +122,6 @@ struct Rows {
 impl RowOp {
     fn kernel_name(&self) -> &'static str {
         match self.kind {
-            Row::AlphaBetaInputSideBySide => "alpha_beta_input_side_by_side",
             Row::AttentionSoftmax => "attention_softmax",
             Row::MaskedSplit => "masked_split",
             Row::SoftmaxBackward => "softmax_backward",
@@ -157,10 +149,6 @@ impl RowOp {
                     && shapes[1].elem_count() == samples * cols
                     && rows.is_multiple_of(samples)
                     && (self.kind == Row::AttentionSoftmax || shapes[2] == shapes[0])
-            }
-            Row::AlphaBetaInputSideBySide => {
-                shapes[1].elem_count() == 2 * elements
-                    && shapes[1].dims().last() == Some(&(2 * cols))
             }
             Row::SoftmaxBackward => shapes[1] == shapes[0],
             Row::ResidualSplit => shapes[1] == shapes[0] && shapes[2] == shapes[0],
@@ -225,13 +213,6 @@ impl CpuKernel for CpuRows {
                 let sample = row / rows_per_sample;
                 let mask = || &inputs[1][sample * cols..(sample + 1) * cols];
                 match kind {
-                    Row::AlphaBetaInputSideBySide => {
-                        let uv = &inputs[1][2 * row * cols..2 * (row + 1) * cols];
-                        let (u, v) = uv.split_at(cols);
-                        for j in 0..cols {
-                            out[j] = (a[j] * u[j] + a[j].abs() * v[j]) * T::HALF;
-                        }
-                    }
                     Row::AttentionSoftmax => softmax_row(a, mask(), out),
                     Row::MaskedSplit => return split_row(a, mask(), &inputs[2][span], out),
                     Row::ResidualSplit => {
@@ -499,15 +480,6 @@ __device__ void attention_softmax(const T *s, const T *m, T *out, ROW_PARAMS(T))
     COLS out[j] = out[j] / total;
 }
 template <typename T>
-__device__ void alpha_beta_input_side_by_side(const T *x, const T *uv, T *out, ROW_PARAMS(T)) {
-    ROW_START
-    x += row * cols; out += row * cols; uv += row * 2 * cols;
-    COLS {
-        const T xi = x[j];
-        out[j] = (xi * uv[j] + fabs(xi) * uv[cols + j]) * T(0.5);
-    }
-}
-template <typename T>
 __device__ void masked_split(const T *s, const T *m, const T *r, T *out, ROW_PARAMS(T)) {
     ROW_START
     T *sums = out + rows * cols;
@@ -613,7 +585,6 @@ __device__ void layer_norm_backward(const T *x, const T *dy, const T *w, T *out,
     extern "C" __global__ void name##_f64(const double *a, const double *b, const double *c, \
         double *out, ROW_PARAMS(double)) { \
         name<double>(a, b, c, out, rows, cols, rows_per_sample, param); }
-ROWS2(alpha_beta_input_side_by_side)
 ROWS2(attention_softmax)
 ROWS2(softmax_backward)
 ROWS3(masked_split)
@@ -729,16 +700,6 @@ mod tests {
                 "{dtype:?}"
             );
 
-            let uv = random(&[2, 7, 96], 7, dtype);
-            let got = alpha_beta_input_side_by_side(&x, &uv).unwrap();
-            let expected = super::super::alpha_beta_input(
-                &x,
-                &uv.narrow(2, 0, 48).unwrap(),
-                &uv.narrow(2, 48, 48).unwrap(),
-            )
-            .unwrap();
-            assert_eq!(max_relative_difference(&got, &expected), 0.0, "{dtype:?}");
-
             let (a, b, r) = (
                 random(&[2, 7, 48], 8, dtype),
                 random(&[2, 7, 48], 9, dtype),
@@ -788,7 +749,6 @@ mod tests {
         );
         assert!(attention_softmax(&x, &random(&[3, 4], 10, DType::F32)).is_err());
         assert!(softmax_backward(&x, &random(&[2, 3, 5], 11, DType::F32), 1.0).is_err());
-        assert!(alpha_beta_input_side_by_side(&x, &random(&[2, 3, 4], 13, DType::F32)).is_err());
         let f64s = random(&[2, 3, 4], 12, DType::F64);
         assert!(softmax_backward(&x, &f64s, 1.0).is_err());
     }
