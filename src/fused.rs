@@ -7,9 +7,7 @@
 //! feature, on a GPU (kernels compiled by NVRTC at first use; where that fails, [`available`]
 //! says no and the callers keep the composite ops).
 
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Shape, Tensor,
-};
+use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
 
 use crate::error::Result;
 
@@ -193,7 +191,7 @@ enum Fused {
 }
 
 impl Fused {
-    fn name(self) -> &'static str {
+    fn kernel_name(&self) -> &'static str {
         match self {
             Fused::SafeDivide => "safe_divide",
             Fused::AlphaBetaRatio => "alpha_beta_ratio",
@@ -255,7 +253,7 @@ impl Fused {
     fn cpu(self, inputs: &[(&CpuStorage, &Layout)]) -> candle_core::Result<(CpuStorage, Shape)> {
         let shape = inputs[0].1.shape().clone();
         if inputs.iter().any(|(_, l)| l.shape() != &shape) {
-            candle_core::bail!("{}: inputs of different shapes", self.name());
+            candle_core::bail!("{}: inputs of different shapes", self.kernel_name());
         }
         let out = on_cpu_slices(&self, inputs)?;
         let shape = match self.output_len(1) {
@@ -274,7 +272,7 @@ pub(crate) trait CpuKernel {
 
 impl CpuKernel for Fused {
     fn name(&self) -> &'static str {
-        Fused::name(*self)
+        self.kernel_name()
     }
     fn run<T: Float>(&self, inputs: &[&[T]]) -> Vec<T> {
         Fused::run(*self, inputs)
@@ -317,80 +315,104 @@ pub(crate) fn on_cpu_slices<K: CpuKernel>(
     })
 }
 
-impl CustomOp1 for Fused {
-    fn name(&self) -> &'static str {
-        Fused::name(*self)
-    }
+/// candle's `CustomOp1`, `CustomOp2` and `CustomOp3` for an op type with the methods
+/// `kernel_name(&self)`, `cpu(&self, inputs)` and, with the `cuda` feature, `cuda(&self, inputs)`,
+/// each over the (storage, layout) pairs of its inputs.
+macro_rules! custom_ops {
+    ($op:ty) => {
+        impl candle_core::CustomOp1 for $op {
+            fn name(&self) -> &'static str {
+                self.kernel_name()
+            }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.cpu(&[(s1, l1)])
-    }
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                self.cpu(&[(s1, l1)])
+            }
 
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        cuda::run(*self, &[(s1, l1)])
-    }
+            #[cfg(feature = "cuda")]
+            fn cuda_fwd(
+                &self,
+                s1: &candle_core::CudaStorage,
+                l1: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+                self.cuda(&[(s1, l1)])
+            }
+        }
+
+        impl candle_core::CustomOp2 for $op {
+            fn name(&self) -> &'static str {
+                self.kernel_name()
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CpuStorage,
+                l2: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                self.cpu(&[(s1, l1), (s2, l2)])
+            }
+
+            #[cfg(feature = "cuda")]
+            fn cuda_fwd(
+                &self,
+                s1: &candle_core::CudaStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CudaStorage,
+                l2: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+                self.cuda(&[(s1, l1), (s2, l2)])
+            }
+        }
+
+        impl candle_core::CustomOp3 for $op {
+            fn name(&self) -> &'static str {
+                self.kernel_name()
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CpuStorage,
+                l2: &candle_core::Layout,
+                s3: &candle_core::CpuStorage,
+                l3: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                self.cpu(&[(s1, l1), (s2, l2), (s3, l3)])
+            }
+
+            #[cfg(feature = "cuda")]
+            fn cuda_fwd(
+                &self,
+                s1: &candle_core::CudaStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CudaStorage,
+                l2: &candle_core::Layout,
+                s3: &candle_core::CudaStorage,
+                l3: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+                self.cuda(&[(s1, l1), (s2, l2), (s3, l3)])
+            }
+        }
+    };
 }
+use custom_ops;
 
-impl CustomOp2 for Fused {
-    fn name(&self) -> &'static str {
-        Fused::name(*self)
-    }
+custom_ops!(Fused);
 
-    fn cpu_fwd(
+#[cfg(feature = "cuda")]
+impl Fused {
+    fn cuda(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.cpu(&[(s1, l1), (s2, l2)])
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
+        inputs: &[(&candle_core::CudaStorage, &Layout)],
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        cuda::run(*self, &[(s1, l1), (s2, l2)])
-    }
-}
-
-impl CustomOp3 for Fused {
-    fn name(&self) -> &'static str {
-        Fused::name(*self)
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.cpu(&[(s1, l1), (s2, l2), (s3, l3)])
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        cuda::run(*self, &[(s1, l1), (s2, l2), (s3, l3)])
+        cuda::run(*self, inputs)
     }
 }
 
@@ -553,7 +575,7 @@ BOTH(renormalisation, P3, (a, b, c, out, n))
     ) -> candle_core::Result<CudaStorage> {
         let n = inputs[0].1.shape().elem_count();
         launch::<T>(
-            op.name(),
+            op.kernel_name(),
             inputs,
             op.output_len(n),
             &[n as u64],
@@ -568,12 +590,12 @@ BOTH(renormalisation, P3, (a, b, c, out, n))
     ) -> candle_core::Result<(CudaStorage, Shape)> {
         let shape = inputs[0].1.shape().clone();
         if inputs.iter().any(|(_, l)| l.shape() != &shape) {
-            candle_core::bail!("{}: inputs of different shapes", op.name());
+            candle_core::bail!("{}: inputs of different shapes", op.kernel_name());
         }
         let storage = match &inputs[0].0.slice {
             CudaStorageSlice::F32(_) => launch_elementwise::<f32>(op, inputs)?,
             CudaStorageSlice::F64(_) => launch_elementwise::<f64>(op, inputs)?,
-            _ => candle_core::bail!("{} needs f32 or f64 tensors", op.name()),
+            _ => candle_core::bail!("{} needs f32 or f64 tensors", op.kernel_name()),
         };
         let shape = match op.output_len(1) {
             1 => shape,

@@ -374,25 +374,18 @@ mod tests {
                 [&scores, &mask, &relevance].map(|t| t.to_dtype(dtype).unwrap());
             let fused = add_mask(&scores, &mask, &relevance).unwrap();
             let general = add(&scores, &mask, &relevance).unwrap().0;
-            let difference = (fused - &general)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_dtype(DType::F64)
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap();
-            let scale = general
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_dtype(DType::F64)
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap();
+            let max_abs = |t: &Tensor| -> f64 {
+                t.abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap()
+            };
+            let difference = max_abs(&(fused - &general).unwrap());
+            let scale = max_abs(&general);
             let tolerance = if dtype == DType::F32 { 1e-5 } else { 1e-13 };
             assert!(
                 difference <= tolerance * scale,

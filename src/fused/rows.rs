@@ -7,7 +7,7 @@
 //! None has a backward pass: they serve explanations, whose backward pass is written out by
 //! hand; training and the autograd checks keep the composite ops.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, Layout, Shape, Tensor};
 
 use super::{CpuKernel, Float, on_cpu_slices};
 use crate::error::Result;
@@ -329,63 +329,7 @@ fn layer_norm_backward_row<T: Float>(
     }
 }
 
-impl CustomOp2 for RowOp {
-    fn name(&self) -> &'static str {
-        self.kernel_name()
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.cpu(&[(s1, l1), (s2, l2)])
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        self.cuda(&[(s1, l1), (s2, l2)])
-    }
-}
-
-impl CustomOp3 for RowOp {
-    fn name(&self) -> &'static str {
-        self.kernel_name()
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.cpu(&[(s1, l1), (s2, l2), (s3, l3)])
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        self.cuda(&[(s1, l1), (s2, l2), (s3, l3)])
-    }
-}
+super::custom_ops!(RowOp);
 
 #[cfg(feature = "cuda")]
 impl RowOp {
