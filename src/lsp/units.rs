@@ -168,7 +168,20 @@ fn markdown_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
                 continue;
             }
         }
-        markdown_prose_line(content, start, line.len(), &mut in_comment, &mut out);
+        // The blockquote markers are syntax, not words: masked, as a block so that a line of
+        // only markers stays a paragraph break.
+        let markers = full.len() - content.len();
+        if markers > 0 {
+            out.push((start, start + markers, Extent::Block));
+        }
+        let content_start = start + markers;
+        markdown_prose_line(
+            content,
+            content_start,
+            line.len() - markers,
+            &mut in_comment,
+            &mut out,
+        );
     }
     out
 }
@@ -412,14 +425,31 @@ mod tests {
         assert_eq!(
             unit_texts(doc, Flavor::Markdown),
             [
-                "> Quoted prose before.",
-                "> Quoted after.",
+                "Quoted prose before.",
+                "Quoted after.",
                 "Plain prose.",
                 "End."
             ]
         );
         assert_eq!(inside_blockquotes("> > x"), (2, "x"));
         assert_eq!(inside_blockquotes("    > x"), (0, "    > x"));
+    }
+
+    #[test]
+    fn blockquote_markers_are_masked_and_inline_code_in_quotes_is_masked_where_it_is() {
+        let doc = "> The acting was `bad_code()` awful.\n> Loved it.\n>\n> > Second `x` one.\nEnd.";
+        let (masked, units) = prose_units(doc, Flavor::Markdown);
+        assert!(!masked.contains('>') && !masked.contains('`'), "{masked:?}");
+        assert!(
+            !masked.contains("bad_code") && masked.contains("awful"),
+            "{masked:?}"
+        );
+        assert_eq!(
+            unit_texts(doc, Flavor::Markdown),
+            ["The acting was awful. Loved it.", "Second one. End."]
+        );
+        // Offsets still point into the document.
+        assert_eq!(&doc[units[0].start..units[0].start + 3], "The");
     }
 
     #[test]
