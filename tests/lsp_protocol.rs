@@ -493,6 +493,24 @@ fn opt_in_features_inlay_hints_semantic_tokens_and_fade() {
         .filter(|d| d["tags"] == json!([1]))
         .collect();
     assert!(!faded.is_empty(), "{diagnostics:#?}");
+    // Masked text between faded words is not faded with them.
+    let markdown = "The plot `drags_on()` and the actors <!-- note --> seem bored, yet the music \
+                    soars and the ending lands.\n";
+    let md_uri = "file:///tmp/optin.md";
+    client.open(md_uri, "markdown", markdown);
+    let md_diagnostics = client.diagnostics(md_uri, 1);
+    let md_faded: Vec<&Value> = md_diagnostics
+        .iter()
+        .filter(|d| d["tags"] == json!([1]))
+        .collect();
+    assert!(!md_faded.is_empty(), "{md_diagnostics:#?}");
+    for d in &md_faded {
+        let text = slice(markdown, &d["range"], "utf-16");
+        assert!(
+            !text.contains('`') && !text.contains("<!--"),
+            "a faded run covers masked text: {text:?}"
+        );
+    }
     let hints = client.request(
         "textDocument/inlayHint",
         json!({"textDocument": {"uri": uri}, "range": range((0, 0), (10, 0))}),

@@ -115,7 +115,7 @@ fn severity(s: Severity) -> DiagnosticSeverity {
 }
 
 /// The top words of each unit, plus (in fade mode) one `Unnecessary` hint per run of the
-/// unit's other words.
+/// unit's other words (a run ends where masked text lies between two words).
 pub fn diagnostics(analysis: &Analysis, settings: &Settings, e: Encoding) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut ranges = Ranges::new(analysis, e);
@@ -159,9 +159,19 @@ pub fn diagnostics(analysis: &Analysis, settings: &Settings, e: Encoding) -> Vec
                 }
             };
             for word in &result.words {
-                if shown.contains(&word.rank) {
+                // Between two words of a unit there is only white space, unless text was masked
+                // there (inline code, a comment, blockquote markers): a run stops before it, so
+                // that what was not explained is not faded either.
+                let masked_before = run.is_some_and(|(_, end)| {
+                    analysis
+                        .text
+                        .get(unit.start + end..unit.start + word.start)
+                        .is_some_and(|gap| gap.chars().any(|c| !c.is_whitespace()))
+                });
+                if shown.contains(&word.rank) || masked_before {
                     flush(&mut run, &mut out, &mut ranges);
-                } else {
+                }
+                if !shown.contains(&word.rank) {
                     run = Some(match run {
                         Some((start, _)) => (start, word.end),
                         None => (word.start, word.end),
