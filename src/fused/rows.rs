@@ -183,6 +183,9 @@ impl RowOp {
     }
 }
 
+/// The fewest elements a CPU thread is given at once.
+const PARALLEL_GRAIN: usize = 1 << 15;
+
 struct CpuRows {
     op: RowOp,
     rows: Rows,
@@ -204,8 +207,11 @@ impl CpuKernel for CpuRows {
         let inv_cols = T::from_f64(1.0 / cols as f64);
         let kind = self.op.kind;
         let mut out = vec![T::ZERO; rows * cols];
+        // Threads only for work worth handing out: a short row costs less than its hand-off.
+        let rows_per_task = (PARALLEL_GRAIN / cols).max(1);
         let row_sums: Vec<[T; 3]> = out
             .par_chunks_mut(cols)
+            .with_min_len(rows_per_task)
             .enumerate()
             .map(|(row, out)| {
                 let span = row * cols..(row + 1) * cols;
@@ -237,6 +243,7 @@ impl CpuKernel for CpuRows {
             let (a, b, r) = (inputs[0], inputs[1], inputs[2]);
             let second: Vec<T> = (0..rows * cols)
                 .into_par_iter()
+                .with_min_len(PARALLEL_GRAIN)
                 .map(|i| b[i] * super::safe_divide_element(r[i], a[i] + b[i]))
                 .collect();
             out.extend(second);
