@@ -183,7 +183,58 @@ fn markdown_non_prose(text: &str) -> Vec<(usize, usize, Extent)> {
             &mut out,
         );
     }
+    let spans = multi_line_code_spans(text, &out);
+    out.extend(spans);
     out
+}
+
+/// Code spans that go on over line breaks (CommonMark allows them within a paragraph), which the
+/// line-by-line pass leaves as unmatched backtick runs: within each paragraph of what is still
+/// visible, a run of n backticks opens a span that the next run of exactly n closes; a run
+/// without one is literal text.
+fn multi_line_code_spans(
+    text: &str,
+    found: &[(usize, usize, Extent)],
+) -> Vec<(usize, usize, Extent)> {
+    let visible = overwrite(text, found.iter(), |extent| match extent {
+        Extent::Block => b' ',
+        Extent::Inline => b'_',
+    });
+    let bytes = visible.as_bytes();
+    let run_at = |at: usize| bytes[at..].iter().take_while(|&&b| b == b'`').count();
+    let mut spans = Vec::new();
+    for paragraph in segment::segments(&visible, Unit::Paragraph) {
+        let mut at = paragraph.start;
+        while at < paragraph.end {
+            if bytes[at] != b'`' {
+                at += 1;
+                continue;
+            }
+            let run = run_at(at);
+            let mut close = at + run;
+            let mut end = None;
+            while close < paragraph.end {
+                if bytes[close] == b'`' {
+                    let other = run_at(close);
+                    if other == run {
+                        end = Some(close + run);
+                        break;
+                    }
+                    close += other;
+                } else {
+                    close += 1;
+                }
+            }
+            match end {
+                Some(end) => {
+                    spans.push((at, end, Extent::Inline));
+                    at = end;
+                }
+                None => at += run,
+            }
+        }
+    }
+    spans
 }
 
 /// How many blockquote markers (`>`, each after at most three spaces and followed by an
@@ -450,6 +501,26 @@ mod tests {
         );
         // Offsets still point into the document.
         assert_eq!(&doc[units[0].start..units[0].start + 3], "The");
+    }
+
+    #[test]
+    fn code_spans_over_line_breaks_are_masked_and_a_lone_backtick_is_text() {
+        let doc = "The plot `drags\non and on` yet the cast shines.\n\nA lone ` backtick stays.\n\n\
+                   > Slow ``x\n> y`` end, `one` line.\n";
+        let (masked, _) = prose_units(doc, Flavor::Markdown);
+        assert_eq!(masked.len(), doc.len());
+        assert!(
+            !masked.contains("drags") && !masked.contains("on and on"),
+            "{masked:?}"
+        );
+        assert_eq!(
+            unit_texts(doc, Flavor::Markdown),
+            [
+                "The plot yet the cast shines.",
+                "A lone ` backtick stays.",
+                "Slow end, line."
+            ]
+        );
     }
 
     #[test]
