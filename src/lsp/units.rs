@@ -46,6 +46,9 @@ enum Extent {
     Block,
     /// Inside a paragraph: inline code, link targets, autolinks, a comment within a line.
     Inline,
+    /// A comment that opens a line: a block (CommonMark's HTML block interrupts a paragraph),
+    /// so prose before it and prose after it on its last line are separate units.
+    Opening,
 }
 
 fn non_prose(text: &str, flavor: Flavor) -> Vec<(usize, usize, Extent)> {
@@ -88,11 +91,17 @@ pub fn prose_units(text: &str, flavor: Flavor) -> (String, Vec<Segment>) {
     // Paragraphs are found on a copy where masked inline text is still visible, so that a line
     // of only `code` continues its paragraph instead of breaking it.
     let structure = overwrite(text, ranges.iter(), |extent| match extent {
-        Extent::Block => b' ',
+        Extent::Block | Extent::Opening => b' ',
         Extent::Inline => b'_',
     });
+    let openings: Vec<(usize, usize)> = ranges
+        .iter()
+        .filter(|r| r.2 == Extent::Opening)
+        .map(|r| (r.0, r.1))
+        .collect();
     let units = segment::segments(&structure, Unit::Paragraph)
         .into_iter()
+        .flat_map(|unit| split_at(unit, &openings))
         .filter_map(|unit| {
             let span = unit.text(&masked);
             let start = unit.start + (span.len() - span.trim_start().len());
@@ -101,6 +110,23 @@ pub fn prose_units(text: &str, flavor: Flavor) -> (String, Vec<Segment>) {
         })
         .collect();
     (masked, units)
+}
+
+/// `unit` cut into the parts before, between and after the given ranges that lie inside it.
+fn split_at(unit: Segment, ranges: &[(usize, usize)]) -> Vec<Segment> {
+    let mut parts = Vec::new();
+    let mut start = unit.start;
+    for &(from, to) in ranges {
+        if from >= start && to <= unit.end {
+            parts.push(Segment { start, end: from });
+            start = to;
+        }
+    }
+    parts.push(Segment {
+        start,
+        end: unit.end,
+    });
+    parts
 }
 
 /// Lines with their byte offsets, line breaks (`\n`, `\r\n`, a lone `\r`) included.
@@ -197,7 +223,7 @@ fn multi_line_code_spans(
     found: &[(usize, usize, Extent)],
 ) -> Vec<(usize, usize, Extent)> {
     let visible = overwrite(text, found.iter(), |extent| match extent {
-        Extent::Block => b' ',
+        Extent::Block | Extent::Opening => b' ',
         Extent::Inline => b'_',
     });
     let bytes = visible.as_bytes();
@@ -321,7 +347,7 @@ fn markdown_prose_line(
                     let opens_line = content[..comment_from].trim().is_empty();
                     from = comment_from + 4;
                     *in_comment = Some(if opens_line {
-                        Extent::Block
+                        Extent::Opening
                     } else {
                         Extent::Inline
                     });
@@ -442,6 +468,20 @@ mod tests {
             ["Good", "film.", "Nice", "acting", "here.", "after"]
         );
         assert_eq!(masked.len(), doc.len());
+    }
+
+    #[test]
+    fn a_comment_that_opens_a_line_separates_the_prose_around_it() {
+        let doc = "The film is dull.\n<!-- note --> The ending is superb.\nNext line.\n\
+                   Before <!-- inline --> after.\n<!-- two\nlines --> Tail.";
+        assert_eq!(
+            unit_texts(doc, Flavor::Markdown),
+            [
+                "The film is dull.",
+                "The ending is superb. Next line. Before after.",
+                "Tail."
+            ]
+        );
     }
 
     #[test]
