@@ -7,7 +7,8 @@
 use candle_core::{D, Tensor};
 
 use crate::bert::{
-    BertClassifier, ForwardPass, Gradients, LayerNorm, dense_input_grad, one_hot_like,
+    BertClassifier, ForwardPass, Gradients, LayerNorm, dense_input_grad, merge_heads,
+    merge_query_key_value, one_hot_like,
 };
 use crate::config::Activation;
 use crate::error::Result;
@@ -111,11 +112,6 @@ pub fn gradients_seeded(
         depth.lowest_attention_layer
     };
     let mut probs_grads = vec![None; layers];
-    let merge_heads = |x: &Tensor| -> Result<Tensor> {
-        Ok(x.transpose(1, 2)?
-            .contiguous()?
-            .reshape((batch, len, hidden))?)
-    };
     for index in (lowest..layers).rev() {
         let layer = &model.layers[index];
         let act = &pass.layers[index];
@@ -162,14 +158,7 @@ pub fn gradients_seeded(
         let d_key = d_scores.t()?.matmul(&act.query)?;
         d_hidden = match &layer.query_key_value {
             Some(merged) => {
-                let d_merged = Tensor::cat(
-                    &[
-                        merge_heads(&d_query)?,
-                        merge_heads(&d_key)?,
-                        merge_heads(&d_value)?,
-                    ],
-                    2,
-                )?;
+                let d_merged = merge_query_key_value(&d_query, &d_key, &d_value)?;
                 (d_sum + dense_input_grad(merged, &d_merged)?)?
             }
             None => {

@@ -238,6 +238,23 @@ pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     Ok(y.reshape(shape)?)
 }
 
+/// [B, H, N, d] → [B, N, H·d]: the heads of an attention tensor side by side again.
+pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (batch, heads, len, head_dim) = x.dims4()?;
+    Ok(x.transpose(1, 2)?
+        .contiguous()?
+        .reshape((batch, len, heads * head_dim))?)
+}
+
+/// Query, key and value parts ([B, H, N, d] each), heads merged and side by side [B, N, 3D]:
+/// the layout of [`EncoderLayer::query_key_value`]'s output.
+pub fn merge_query_key_value(query: &Tensor, key: &Tensor, value: &Tensor) -> Result<Tensor> {
+    Ok(Tensor::cat(
+        &[merge_heads(query)?, merge_heads(key)?, merge_heads(value)?],
+        2,
+    )?)
+}
+
 /// One row per sample with 1 at its target class, shaped, typed and placed like `logits`
 /// [B, C]: the seed of every gradient and relevance pass.
 pub fn one_hot_like(logits: &Tensor, targets: &[usize]) -> Result<Tensor> {

@@ -10,7 +10,7 @@
 use candle_core::{D, Tensor};
 use candle_nn::Linear;
 
-use crate::bert::{BertClassifier, ForwardPass, one_hot_like};
+use crate::bert::{BertClassifier, ForwardPass, merge_heads, merge_query_key_value, one_hot_like};
 use crate::error::Result;
 use crate::fused;
 
@@ -133,12 +133,17 @@ pub fn add(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor
     let s_b = reduce_to_shape(&s, b.dims())?;
     let r_b = (b * s_b)?;
     let factors = renormalisation(&per_sample_total(&r_a)?, &per_sample_total(&r_b)?, &total)?;
-    let per_sample = |x: &Tensor, k: usize| -> Result<Tensor> {
-        let mut shape = vec![1usize; x.rank()];
-        shape[0] = x.dim(0)?;
-        Ok(x.broadcast_mul(&factors.get(k)?.reshape(shape)?)?)
-    };
-    Ok((per_sample(&r_a, 0)?, per_sample(&r_b, 1)?))
+    Ok((
+        scaled_per_sample(&r_a, &factors.get(0)?)?,
+        scaled_per_sample(&r_b, &factors.get(1)?)?,
+    ))
+}
+
+/// `x` [B, …] with each sample multiplied by its factor ([B]).
+fn scaled_per_sample(x: &Tensor, factors: &Tensor) -> Result<Tensor> {
+    let mut shape = vec![1usize; x.rank()];
+    shape[0] = x.dim(0)?;
+    Ok(x.broadcast_mul(&factors.reshape(shape)?)?)
 }
 
 /// The add rule for attention scores plus the broadcast mask ([B, 1, 1, M]), returning the
@@ -152,9 +157,7 @@ pub fn add_mask(scores: &Tensor, mask: &Tensor, relevance: &Tensor) -> Result<Te
         // One pass over the maps for the split and its sums instead of about seven.
         let (share, sums) = fused::masked_split(scores, mask, relevance)?;
         let factors = renormalisation(&sums.get(0)?, &sums.get(1)?, &sums.get(2)?)?;
-        let mut shape = vec![1usize; share.rank()];
-        shape[0] = share.dim(0)?;
-        return Ok(share.broadcast_mul(&factors.get(0)?.reshape(shape)?)?);
+        return scaled_per_sample(&share, &factors.get(0)?);
     }
     Ok(add(scores, mask, relevance)?.0)
 }
@@ -249,11 +252,6 @@ pub fn propagate_seeded(
     let layers = model.layers.len();
     let mut attention = vec![None; layers];
     let mut layer_input_totals = vec![None; layers];
-    let merge_heads = |x: &Tensor| -> Result<Tensor> {
-        Ok(x.transpose(1, 2)?
-            .contiguous()?
-            .reshape((batch, len, hidden))?)
-    };
     for index in (0..layers).rev() {
         let layer = &model.layers[index];
         let act = &pass.layers[index];
@@ -303,14 +301,7 @@ pub fn propagate_seeded(
                 // The three linear rules as one rule of the merged layer, whose input relevance
                 // is their sum; the fan-out (clone) rule's `x ⊙ Σᵢ Rᵢ / (x + ε)` is kept for
                 // its stabiliser (the reference's values move by 1e-7 without it).
-                let r_merged = Tensor::cat(
-                    &[
-                        merge_heads(&r_query)?,
-                        merge_heads(&r_key_t.t()?)?,
-                        merge_heads(&r_value)?,
-                    ],
-                    2,
-                )?;
+                let r_merged = merge_query_key_value(&r_query, &r_key_t.t()?, &r_value)?;
                 let r_sum = linear_from_output(&act.input, merged, output, &r_merged)?;
                 clone(&act.input, &[&r_sum])?
             }

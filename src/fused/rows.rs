@@ -27,45 +27,36 @@ pub fn masked_split(
     mask: &Tensor,
     relevance: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    let op = RowOp {
-        kind: Row::MaskedSplit,
-        param: 0.0,
-    };
-    let out = scores.contiguous()?.apply_op3_no_bwd(
-        &mask.contiguous()?,
-        &relevance.contiguous()?,
-        &op,
-    )?;
-    let elements = scores.elem_count();
-    let samples = scores.dim(0)?;
-    let share = out.narrow(0, 0, elements)?.reshape(scores.shape())?;
-    let sums = out
-        .narrow(0, elements, out.elem_count() - elements)?
-        .reshape((3, samples, ()))?
-        .sum(2)?;
-    Ok((share, sums))
+    let (share, sums) = split_with_sums(Row::MaskedSplit, 1, scores, mask, relevance)?;
+    Ok((share.reshape(scores.shape())?, sums))
 }
 
 /// The gradient × input split of `a + b` (one shape) for relevance `R`: `[a ⊙ s, b ⊙ s]` with
 /// `s = R / (a + b)` stacked on a new first dimension, and per sample [3, B] the sums of the
 /// two parts and of `R`, which the add rule's re-normalisation needs.
 pub fn residual_split(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor)> {
-    let op = RowOp {
-        kind: Row::ResidualSplit,
-        param: 0.0,
-    };
-    let out = a
-        .contiguous()?
-        .apply_op3_no_bwd(&b.contiguous()?, &relevance.contiguous()?, &op)?;
-    let elements = a.elem_count();
+    let (split, sums) = split_with_sums(Row::ResidualSplit, 2, a, b, relevance)?;
     let mut shape = vec![2];
     shape.extend_from_slice(a.dims());
-    let split = out.narrow(0, 0, 2 * elements)?.reshape(shape)?;
+    Ok((split.reshape(shape)?, sums))
+}
+
+/// A split op's output taken apart: its `parts` shares of `a`'s size (flat), then its three
+/// sums per row added up per sample ([3, B]).
+fn split_with_sums(
+    kind: Row,
+    parts: usize,
+    a: &Tensor,
+    b: &Tensor,
+    relevance: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let out = apply3(kind, 0.0, a, b, relevance)?;
+    let shares = parts * a.elem_count();
     let sums = out
-        .narrow(0, 2 * elements, out.elem_count() - 2 * elements)?
+        .narrow(0, shares, out.elem_count() - shares)?
         .reshape((3, a.dim(0)?, ()))?
         .sum(2)?;
-    Ok((split, sums))
+    Ok((out.narrow(0, 0, shares)?, sums))
 }
 
 /// The softmax backward pass for `P = softmax(S · scale)`: `scale · P ⊙ (dP − Σⱼ dP ⊙ P)`.

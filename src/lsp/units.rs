@@ -59,6 +59,15 @@ fn non_prose(text: &str, flavor: Flavor) -> Vec<(usize, usize, Extent)> {
     }
 }
 
+/// The fill that keeps a document's paragraph structure: blocks become blank, inline text
+/// stays visible (as `_`), so that a line of only `code` continues its paragraph.
+fn structure_fill(extent: Extent) -> u8 {
+    match extent {
+        Extent::Block | Extent::Opening => b' ',
+        Extent::Inline => b'_',
+    }
+}
+
 /// `text` with the given ranges overwritten byte by byte by `fill`, line breaks kept, so that
 /// lines (and paragraph breaks) stay where they were.
 fn overwrite<'a>(
@@ -90,10 +99,7 @@ pub fn prose_units(text: &str, flavor: Flavor) -> (String, Vec<Segment>) {
     let masked = overwrite(text, ranges.iter(), |_| b' ');
     // Paragraphs are found on a copy where masked inline text is still visible, so that a line
     // of only `code` continues its paragraph instead of breaking it.
-    let structure = overwrite(text, ranges.iter(), |extent| match extent {
-        Extent::Block | Extent::Opening => b' ',
-        Extent::Inline => b'_',
-    });
+    let structure = overwrite(text, ranges.iter(), structure_fill);
     let openings: Vec<(usize, usize)> = ranges
         .iter()
         .filter(|r| r.2 == Extent::Opening)
@@ -222,10 +228,7 @@ fn multi_line_code_spans(
     text: &str,
     found: &[(usize, usize, Extent)],
 ) -> Vec<(usize, usize, Extent)> {
-    let visible = overwrite(text, found.iter(), |extent| match extent {
-        Extent::Block | Extent::Opening => b' ',
-        Extent::Inline => b'_',
-    });
+    let visible = overwrite(text, found.iter(), structure_fill);
     let bytes = visible.as_bytes();
     let run_at = |at: usize| bytes[at..].iter().take_while(|&&b| b == b'`').count();
     let mut spans = Vec::new();
