@@ -52,6 +52,72 @@ pub struct TrainOptions {
     /// Float type of the saved `model.safetensors` (training itself runs in float32).
     pub save_dtype: DType,
     pub device: Device,
+    pub pooler: PoolerChoice,
+}
+
+/// What to do with the base's pooler, the dense layer over `[CLS]` that feeds the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolerChoice {
+    /// Keep it when it was trained; a new one when the base has none or an untrained one.
+    Auto,
+    /// Keep the base's pooler whatever it holds (a new one only when there is none).
+    Keep,
+    /// Always a new pooler.
+    New,
+}
+
+/// Where the pooler that training starts from came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolerStart {
+    FromBase,
+    /// The base has no pooler weights.
+    NewMissing,
+    /// The base's pooler was never trained (its bias is exactly zero everywhere).
+    NewUntrained,
+    /// `PoolerChoice::New`.
+    NewRequested,
+}
+
+impl PoolerStart {
+    pub fn describe(self) -> &'static str {
+        match self {
+            PoolerStart::FromBase => "the base's",
+            PoolerStart::NewMissing => "new (the base has none)",
+            PoolerStart::NewUntrained => {
+                "new (the base's was never trained: its bias is all zeros)"
+            }
+            PoolerStart::NewRequested => "new (--pooler new)",
+        }
+    }
+
+    fn is_new(self) -> bool {
+        self != PoolerStart::FromBase
+    }
+}
+
+/// A pooler bias that is exactly zero in every component never received an update: a linear
+/// layer's bias starts at zero, and any gradient step moves it. Encoders trained for sentence
+/// embeddings (sentence-transformers' mean pooling) carry such a pooler, with weights that are
+/// their initialisation shrunk by weight decay; starting from it would start the head from noise
+/// scaled down, not from anything learned.
+fn pooler_start(base: &WeightStore, hidden: usize, choice: PoolerChoice) -> Result<PoolerStart> {
+    const BIAS: &str = "pooler.dense.bias";
+    if choice == PoolerChoice::New {
+        return Ok(PoolerStart::NewRequested);
+    }
+    if !(base.contains(BIAS) && base.contains("pooler.dense.weight")) {
+        return Ok(PoolerStart::NewMissing);
+    }
+    if choice == PoolerChoice::Keep {
+        return Ok(PoolerStart::FromBase);
+    }
+    let bias = base.get(BIAS, &[hidden])?.to_vec1::<f32>()?;
+    Ok(if bias.iter().all(|&b| b == 0.0) {
+        PoolerStart::NewUntrained
+    } else {
+        PoolerStart::FromBase
+    })
 }
 
 impl Default for TrainOptions {
@@ -69,6 +135,7 @@ impl Default for TrainOptions {
             weight_average_decay: None,
             save_dtype: DType::F32,
             device: Device::Cpu,
+            pooler: PoolerChoice::Auto,
         }
     }
 }
@@ -201,6 +268,7 @@ pub enum TrainEvent<'a> {
         steps_per_epoch: usize,
         total_steps: usize,
         parameters: usize,
+        pooler: PoolerStart,
     },
     /// One optimiser step; `step` counts from 1 over the whole run.
     Step {
@@ -241,6 +309,7 @@ pub struct TrainReport {
     pub best_dev_accuracy: Option<f64>,
     /// Whether the saved weights are the moving average of the weights.
     pub best_is_average: bool,
+    pub pooler: PoolerStart,
     /// Training loss of every optimiser step, in order.
     pub step_losses: Vec<f64>,
     /// Logits of the saved model (float32, before any conversion to the saved dtype) for every
@@ -432,18 +501,19 @@ fn initial_tensor(
     Ok(Tensor::from_vec(values, shape, device)?)
 }
 
-/// The trainable weights: the base encoder's, a new classifier head, and the base's pooler when
-/// it has one (a new one otherwise).
+/// The trainable weights: the base encoder's, a new classifier head, and a pooler as `pooler`
+/// says.
 fn parameters(
     base: &WeightStore,
     config: &BertConfig,
+    pooler: PoolerStart,
     rng: &mut StdRng,
     device: &Device,
 ) -> Result<Vec<Parameter>> {
     let mut out = Vec::new();
     for (name, shape) in parameter_shapes(config) {
-        let fresh = name.starts_with("classifier.")
-            || (name.starts_with("pooler.") && !base.contains(&name));
+        let fresh =
+            name.starts_with("classifier.") || (name.starts_with("pooler.") && pooler.is_new());
         let tensor = if fresh {
             initial_tensor(&name, &shape, rng, device)?
         } else {
@@ -749,9 +819,13 @@ pub fn train(
         .transpose()?;
 
     let mut rng = StdRng::seed_from_u64(options.seed);
-    let params = {
+    let (params, pooler) = {
         let store = WeightStore::load(&base.weights, DType::F32, device)?;
-        parameters(&store, &config, &mut rng, device)?
+        let pooler = pooler_start(&store, config.hidden_size, options.pooler)?;
+        (
+            parameters(&store, &config, pooler, &mut rng, device)?,
+            pooler,
+        )
     };
     if !device.is_cpu() {
         // Dropout masks are drawn on the GPU from its generator (see `TrainingDropout`).
@@ -802,6 +876,7 @@ pub fn train(
         steps_per_epoch,
         total_steps,
         parameters: params.iter().map(|p| p.var.elem_count()).sum(),
+        pooler,
     });
 
     let mut average = options
@@ -934,6 +1009,7 @@ pub fn train(
         best_epoch,
         best_dev_accuracy: dev_data.as_ref().map(|_| best_accuracy),
         best_is_average,
+        pooler,
         step_losses,
         saved_dev_logits,
         seconds: started.elapsed().as_secs_f64(),
@@ -1012,6 +1088,33 @@ mod tests {
         assert!(spread < 10.0, "mean spread {spread}");
         let again = length_grouped_batches(&lengths, 8, &mut StdRng::seed_from_u64(1));
         assert_eq!(batches, again, "same seed, same batches");
+    }
+
+    #[test]
+    fn an_untrained_pooler_is_replaced_and_a_trained_one_kept_unless_told_otherwise() {
+        let store = |bias: &[f32]| {
+            let mut tensors = HashMap::new();
+            let n = bias.len();
+            let weight = Tensor::full(0.01f32, (n, n), &Device::Cpu).unwrap();
+            tensors.insert("pooler.dense.weight".to_owned(), weight);
+            let bias = Tensor::from_slice(bias, n, &Device::Cpu).unwrap();
+            tensors.insert("pooler.dense.bias".to_owned(), bias);
+            WeightStore::from_tensors(tensors, DType::F32, &Device::Cpu)
+        };
+        let untrained = store(&[0.0, 0.0, -0.0]);
+        let trained = store(&[0.0, 1e-7, 0.0]);
+        let none = WeightStore::from_tensors(HashMap::new(), DType::F32, &Device::Cpu);
+        let start = |s: &WeightStore, choice| pooler_start(s, 3, choice).unwrap();
+        use PoolerChoice::{Auto, Keep, New};
+        assert_eq!(start(&untrained, Auto), PoolerStart::NewUntrained);
+        assert_eq!(start(&trained, Auto), PoolerStart::FromBase);
+        assert_eq!(start(&none, Auto), PoolerStart::NewMissing);
+        assert_eq!(start(&untrained, Keep), PoolerStart::FromBase);
+        assert_eq!(start(&none, Keep), PoolerStart::NewMissing);
+        assert_eq!(start(&trained, New), PoolerStart::NewRequested);
+        // A bias of the wrong size is the base's mistake, reported with the tensor's name.
+        let err = pooler_start(&trained, 4, Auto).unwrap_err().to_string();
+        assert!(err.contains("pooler.dense.bias"), "{err}");
     }
 
     #[test]

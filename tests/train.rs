@@ -99,6 +99,8 @@ fn short_run_lowers_the_loss_and_the_saved_model_reloads_with_identical_logits()
     assert!(report.epochs.iter().all(|e| e.dev_accuracy.is_some()));
     let saved = report.epochs.iter().filter(|e| e.saved).count();
     assert!(saved >= 1 && report.epochs[report.best_epoch - 1].saved);
+    // tiny-bert's pooler was trained (its bias is not zero), so it is kept.
+    assert_eq!(report.pooler, train::PoolerStart::FromBase);
 
     // The directory is a Hugging Face classifier with our labels and HF tensor names.
     let config: serde_json::Value =

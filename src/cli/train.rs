@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::{Error, Result};
 use crate::model_dir::ModelFiles;
-use crate::train::{self, TrainEvent, TrainOptions};
+use crate::train::{self, PoolerChoice, TrainEvent, TrainOptions};
 
 #[derive(Args, Debug)]
 #[command(
@@ -82,6 +82,11 @@ pub struct TrainArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// The pooler (the dense layer over [CLS] under the head): auto keeps the base's unless it
+    /// was never trained (bias all zeros, as in sentence-transformers encoders) and makes a new
+    /// one then; keep always keeps it; new always starts a new one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub pooler: PoolerChoice,
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -164,6 +169,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             SaveDtype::F32 => DType::F32,
         },
         device: crate::device::parse_device(&args.device)?,
+        pooler: args.pooler,
         ..TrainOptions::default()
     };
 
@@ -185,6 +191,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             dev_examples,
             total_steps,
             parameters,
+            pooler,
             ..
         } => {
             all_steps = *total_steps;
@@ -196,6 +203,10 @@ pub fn run(args: TrainArgs) -> Result<i32> {
                 labels.join(", "),
                 plural(epochs, "epoch"),
                 plural(*total_steps, "step")
+            ));
+            say(format!(
+                "pooler: {}; classifier head: new",
+                pooler.describe()
             ));
         }
         TrainEvent::Step {
