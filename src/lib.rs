@@ -17,6 +17,7 @@ pub mod explainer;
 pub mod fused;
 pub mod graphs;
 pub mod lsp;
+pub mod memory;
 pub mod methods;
 pub mod model_dir;
 pub mod profile;
