@@ -20,7 +20,7 @@ train_one() {
   local seed=$1 start=$SECONDS
   "$bin" train --base "$base" --train "$data/rt-snippets.train.tsv" --dev "$data/rt-snippets.dev.tsv" \
     --labels negative,positive --epochs 3 --lr 5e-5 --batch-size 32 --max-length 128 \
-    --seed "$seed" --dtype f16 --device "$device" --quiet --out "$out/seed$seed" \
+    --seed "$seed" --pooler keep --dtype f16 --device "$device" --quiet --out "$out/seed$seed" \
     > "$out/seed$seed.log" 2>&1
   local code=$?
   echo "seed $seed: training exit $code in $((SECONDS - start)) s" | tee -a "$out/seed$seed.log"
