@@ -612,6 +612,32 @@ mod cuda {
     }
 }
 
+/// max |a − b| / max |b| over all elements: the tests' measure of how far a fused op is from the
+/// composite ops it replaces.
+#[cfg(test)]
+pub(crate) fn max_relative_difference(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    let a: Vec<f64> = a
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let b: Vec<f64> = b
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(&b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,7 +87,7 @@ impl PoolerStart {
             PoolerStart::NewUntrained => {
                 "new (the base's was never trained: its bias is all zeros)"
             }
-            PoolerStart::NewRequested => "new (--pooler new)",
+            PoolerStart::NewRequested => "new (as requested)",
         }
     }
 
@@ -98,9 +98,8 @@ impl PoolerStart {
 
 /// A pooler bias that is exactly zero in every component never received an update: a linear
 /// layer's bias starts at zero, and any gradient step moves it. Encoders trained for sentence
-/// embeddings (sentence-transformers' mean pooling) carry such a pooler, with weights that are
-/// their initialisation shrunk by weight decay; starting from it would start the head from noise
-/// scaled down, not from anything learned.
+/// embeddings (sentence-transformers' mean pooling) carry such a pooler; its weights were never
+/// trained either, so starting from them starts the head from noise, not from anything learned.
 fn pooler_start(base: &WeightStore, hidden: usize, choice: PoolerChoice) -> Result<PoolerStart> {
     const BIAS: &str = "pooler.dense.bias";
     if choice == PoolerChoice::New {

@@ -540,6 +540,7 @@ mod tests {
     use candle_core::{D, DType, Device};
 
     use super::*;
+    use crate::fused::max_relative_difference;
 
     fn random(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
         use rand::{Rng, SeedableRng};
@@ -554,29 +555,6 @@ mod tests {
 
     fn dy_like(x: &Tensor) -> Tensor {
         random(x.dims(), 10, x.dtype())
-    }
-
-    fn max_relative_difference(a: &Tensor, b: &Tensor) -> f64 {
-        assert_eq!(a.dims(), b.dims());
-        let a: Vec<f64> = a
-            .flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let b: Vec<f64> = b
-            .flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
-        a.iter()
-            .zip(&b)
-            .fold(0f64, |m, (x, y)| m.max((x - y).abs()))
-            / scale
     }
 
     /// Within a few roundings of the composite ops (the sums may run in another order).
