@@ -4,7 +4,8 @@
 # out-of-domain files, marking the run with the best dev accuracy. Selection is on dev only.
 #   bash scripts/fetch-minilm.sh        # target/models/all-MiniLM-L6-v2
 #   TOKENLENS_BIN=tokenlens bash scripts/train-default-model.sh OUT_DIR DEVICE SEED...
-# TRAIN_PARALLEL runs that many trainings at once (a GPU is far from busy with one).
+# TRAIN_PARALLEL runs that many trainings at once (a GPU is far from busy with one); TRAIN_LR
+# overrides the peak learning rate (1e-4, the shipped model's; 5e-5 is the reference recipe).
 set -uo pipefail
 out=${1:?usage: train-default-model.sh OUT_DIR DEVICE SEED...}
 device=${2:?usage: train-default-model.sh OUT_DIR DEVICE SEED...}
@@ -19,7 +20,7 @@ mkdir -p "$out"
 train_one() {
   local seed=$1 start=$SECONDS
   "$bin" train --base "$base" --train "$data/rt-snippets.train.tsv" --dev "$data/rt-snippets.dev.tsv" \
-    --labels negative,positive --epochs 3 --lr 5e-5 --batch-size 32 --max-length 128 \
+    --labels negative,positive --epochs 3 --lr "${TRAIN_LR:-1e-4}" --batch-size 32 --max-length 128 \
     --seed "$seed" --pooler keep --dtype f16 --device "$device" --quiet --out "$out/seed$seed" \
     > "$out/seed$seed.log" 2>&1
   local code=$?

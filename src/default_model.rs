@@ -31,7 +31,7 @@ pub const SOURCE_DIR: &str = "fixtures/models/minilm-rt-sentiment";
 pub static BUNDLED: Bundle = Bundle {
     name: "minilm-rt-sentiment",
     // tests/default_model.rs checks this against the committed weights.
-    sha256: "df0aa81b61a79bc752816d8ae0a89d9e23136dc3258d80fff72f589eae2aa989",
+    sha256: "89c844f395d070355b9780fd36ce42911663f53983185e5f65aaa685c85874cc",
     files: &[
         (
             "config.json",
