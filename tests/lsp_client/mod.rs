@@ -225,10 +225,18 @@ impl LspClient {
 
     /// Every message received so far (drains the channel without waiting).
     pub fn drain(&mut self) -> Vec<Value> {
+        self.drain_received()
+            .iter()
+            .map(|r| r.message.clone())
+            .collect()
+    }
+
+    /// [`LspClient::drain`] with each message's arrival time, oldest first.
+    pub fn drain_received(&mut self) -> &VecDeque<Received> {
         while let Ok(received) = self.incoming.try_recv() {
             self.backlog.push_back(received);
         }
-        self.backlog.iter().map(|r| r.message.clone()).collect()
+        &self.backlog
     }
 
     /// `initialize` + `initialized` with the given client capabilities and options.
