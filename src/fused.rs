@@ -612,19 +612,22 @@ mod cuda {
     }
 }
 
+/// Every element of `t` as f64, in row-major order (tests).
+#[cfg(test)]
+fn values(t: &Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
 /// max |a − b| / max |b| over all elements: the tests' measure of how far a fused op is from the
 /// composite ops it replaces.
 #[cfg(test)]
 pub(crate) fn max_relative_difference(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.dims(), b.dims());
-    let values = |t: &Tensor| -> Vec<f64> {
-        t.flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
     let (a, b) = (values(a), values(b));
     let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
     a.iter()
@@ -636,15 +639,6 @@ pub(crate) fn max_relative_difference(a: &Tensor, b: &Tensor) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(t: &Tensor) -> Vec<f64> {
-        t.flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    }
 
     /// The composite tensor ops each fused op replaces, as the rules were written before.
     fn composite_safe_div(a: &Tensor, b: &Tensor) -> Tensor {
