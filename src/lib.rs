@@ -24,6 +24,7 @@ pub mod profile;
 pub mod relprop;
 pub mod render;
 pub mod segment;
+pub mod soup;
 pub mod text;
 pub mod train;
 pub mod tui;

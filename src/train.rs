@@ -38,6 +38,9 @@ pub struct TrainOptions {
     /// Longest sequence, [CLS] and [SEP] included; longer texts are truncated.
     pub max_length: usize,
     pub seed: u64,
+    /// Seed of the new head (and pooler) weights when it differs from `seed`; with `None` or
+    /// `Some(seed)` one random stream serves initialisation and shuffling, as before it existed.
+    pub init_seed: Option<u64>,
     /// Decoupled AdamW weight decay, applied to all weights except biases and LayerNorm weights.
     pub weight_decay: f64,
     /// Fraction of all optimiser steps spent warming the learning rate up from 0.
@@ -127,6 +130,7 @@ impl Default for TrainOptions {
             batch_size: 32,
             max_length: 128,
             seed: 42,
+            init_seed: None,
             weight_decay: 0.01,
             warmup_fraction: 0.1,
             dropout: 0.1,
@@ -155,7 +159,7 @@ pub struct Row {
     pub line: usize,
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> Error {
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.to_owned(),
         source,
@@ -379,7 +383,7 @@ impl WeightAverage {
 }
 
 /// A tokenized example: [CLS] pieces [SEP].
-struct Encoded {
+pub(crate) struct Encoded {
     ids: Vec<u32>,
     label: usize,
 }
@@ -441,7 +445,7 @@ fn classifier_config(
 }
 
 /// Every weight `BertClassifier::load` reads, with its shape, in a fixed order.
-fn parameter_shapes(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
+pub(crate) fn parameter_shapes(config: &BertConfig) -> Vec<(String, Vec<usize>)> {
     let d = config.hidden_size;
     let f = config.intermediate_size;
     let mut out = vec![
@@ -537,18 +541,31 @@ fn build_model(
         .iter()
         .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
         .collect();
+    classifier_from_tensors(config, tensors, device)
+}
+
+/// A float32 classifier over weights keyed by the names of [`parameter_shapes`].
+pub(crate) fn classifier_from_tensors(
+    config: &BertConfig,
+    tensors: HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<BertClassifier> {
     let store = WeightStore::from_tensors(tensors, DType::F32, device);
     BertClassifier::load(config.clone(), &store, DType::F32, device)
 }
 
-fn text_encoder(files: &ModelFiles) -> Result<TextEncoder> {
+pub(crate) fn text_encoder(files: &ModelFiles) -> Result<TextEncoder> {
     match &files.tokenizer {
         TokenizerFile::Json(path) => TextEncoder::from_tokenizer_json(path),
         TokenizerFile::Vocab { path, lowercase } => TextEncoder::from_vocab(path, *lowercase),
     }
 }
 
-fn encode(encoder: &TextEncoder, data: &[Example], max_length: usize) -> Result<Vec<Encoded>> {
+pub(crate) fn encode(
+    encoder: &TextEncoder,
+    data: &[Example],
+    max_length: usize,
+) -> Result<Vec<Encoded>> {
     data.iter()
         .map(|example| {
             let mut ids = Vec::with_capacity(max_length);
@@ -659,7 +676,7 @@ fn clip_gradients(
 }
 
 /// The logits of every example of `data`, in order (batched by length; dropout off).
-fn predict(
+pub(crate) fn predict(
     model: &BertClassifier,
     data: &[Encoded],
     batch_size: usize,
@@ -682,7 +699,7 @@ fn predict(
 }
 
 /// Fraction of `data` whose highest logit is its label.
-fn accuracy(data: &[Encoded], logits: &[Vec<f32>]) -> f64 {
+pub(crate) fn accuracy(data: &[Encoded], logits: &[Vec<f32>]) -> f64 {
     let correct = data
         .iter()
         .zip(logits)
@@ -702,22 +719,22 @@ fn argmax(row: &[f32]) -> usize {
 
 /// Writes `config.json`, `model.safetensors` (Hugging Face names: `bert.` prefix on the encoder
 /// and pooler) and the tokenizer files to `out`.
-fn save(
+pub(crate) fn save<'a>(
     out: &Path,
     config: &serde_json::Value,
-    params: &[Parameter],
+    weights: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
     dtype: DType,
     tokenizer: &TokenizerFile,
 ) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| write_error(out, e))?;
     let mut tensors = BTreeMap::new();
-    for p in params {
-        let name = if p.name.starts_with("classifier.") {
-            p.name.clone()
+    for (name, tensor) in weights {
+        let name = if name.starts_with("classifier.") {
+            name.to_owned()
         } else {
-            format!("bert.{}", p.name)
+            format!("bert.{name}")
         };
-        tensors.insert(name, p.var.as_tensor().to_dtype(dtype)?.contiguous()?);
+        tensors.insert(name, tensor.to_dtype(dtype)?.contiguous()?);
     }
     let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
     // Written beside and renamed, so an interrupted save never leaves a truncated model.
@@ -818,11 +835,16 @@ pub fn train(
         .transpose()?;
 
     let mut rng = StdRng::seed_from_u64(options.seed);
+    let mut separate_init_rng = options
+        .init_seed
+        .filter(|&init_seed| init_seed != options.seed)
+        .map(StdRng::seed_from_u64);
     let (params, pooler) = {
         let store = WeightStore::load(&base.weights, DType::F32, device)?;
         let pooler = pooler_start(&store, config.hidden_size, options.pooler)?;
+        let init_rng = separate_init_rng.as_mut().unwrap_or(&mut rng);
         (
-            parameters(&store, &config, pooler, &mut rng, device)?,
+            parameters(&store, &config, pooler, init_rng, device)?,
             pooler,
         )
     };
@@ -974,7 +996,7 @@ pub fn train(
             let saved = save(
                 out,
                 &config_json,
-                &params,
+                params.iter().map(|p| (p.name.as_str(), p.var.as_tensor())),
                 options.save_dtype,
                 &base.tokenizer,
             );

@@ -5,6 +5,7 @@ pub mod bench_score;
 pub mod eval;
 pub mod lsp;
 pub mod score;
+pub mod soup;
 pub mod train;
 pub mod tui;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Fine-tune a BERT encoder into a text classifier on labelled TSV or JSONL.
     Train(train::TrainArgs),
+    /// Average several fine-tunes of one base into one model (greedy or uniform model soup).
+    Soup(soup::SoupArgs),
     /// Benchmark explanation time and peak memory per sequence length (prints a table).
     Bench(bench::BenchArgs),
     /// Measure model accuracy and the faithfulness of every method on labelled TSV or JSONL.
@@ -139,6 +142,7 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Score(args) => score::run(args),
         Command::Train(args) => train::run(args),
+        Command::Soup(args) => soup::run(args),
         Command::Tui(args) => tui::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchScore(args) => bench_score::run(args),

@@ -66,6 +66,11 @@ pub struct TrainArgs {
     /// Seed of the head initialisation, the shuffling and the dropout masks.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Seed of the new head (and pooler) weights alone, when it should differ from --seed. Runs
+    /// that share it start from identical weights and differ only in data order and dropout,
+    /// which is what `tokenlens soup` averages best.
+    #[arg(long, value_name = "SEED")]
+    pub init_seed: Option<u64>,
     /// Also keep an exponential moving average of the weights (Polyak averaging) with this decay
     /// per optimiser step, e.g. 0.995. After every epoch it is evaluated on dev beside the
     /// trained weights and the better of the two is the epoch's candidate for saving (without
@@ -162,6 +167,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         batch_size: args.batch_size,
         max_length: args.max_length,
         seed: args.seed,
+        init_seed: args.init_seed,
         dropout: args.dropout,
         weight_average_decay: args.weight_average,
         save_dtype: match args.dtype {
