@@ -31,7 +31,7 @@ pub const SOURCE_DIR: &str = "fixtures/models/minilm-rt-sentiment";
 pub static BUNDLED: Bundle = Bundle {
     name: "minilm-rt-sentiment",
     // tests/default_model.rs checks this against the committed weights.
-    sha256: "89c844f395d070355b9780fd36ce42911663f53983185e5f65aaa685c85874cc",
+    sha256: "0fd62ec9d69c06d00e0980c9615a1da5d84066a8be838e0d3aed425df1af0a71",
     files: &[
         (
             "config.json",

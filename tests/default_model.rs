@@ -111,10 +111,8 @@ fn rt_test_accuracy_is_at_least_the_model_card_number() {
     );
 }
 
-/// Issue 3's in-domain bar. The shipped model misses it (84.83%, see its card); this test stays
-/// ignored until a model that meets it is committed, then the attribute goes.
+/// Issue 3's in-domain bar, on the card's number (which the test above recomputes).
 #[test]
-#[ignore = "the shipped model has 84.83% on RT test, below issue 3's 85.0% bar (see its card)"]
 fn model_card_rt_test_number_meets_the_issue_bar() {
     let stated = card_accuracy("rt-snippets.test.tsv");
     assert!(
