@@ -220,9 +220,9 @@ fn soups_are_the_mean_of_their_ingredients_and_greedy_never_loses_on_dev() {
         let with_it = ingredient.soup_dev_accuracy.unwrap();
         let best_before = report.ingredients[..i]
             .iter()
-            .filter(|j| j.kept)
+            .rev()
+            .find(|j| j.kept)
             .map(|j| j.soup_dev_accuracy.or(j.dev_accuracy).unwrap())
-            .last()
             .unwrap();
         assert_eq!(ingredient.kept, with_it >= best_before, "{report:?}");
     }
