@@ -253,15 +253,6 @@ fn soups_are_the_mean_of_their_ingredients_and_greedy_never_loses_on_dev() {
     assert!(error.to_string().contains("--dev"), "{error}");
 }
 
-fn tokenlens(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tokenlens"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("TOKENLENS_MODEL")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn cli_makes_a_soup_that_loads_and_refuses_models_that_cannot_be_averaged() {
     let tmp = tempfile::tempdir().unwrap();
@@ -277,7 +268,7 @@ fn cli_makes_a_soup_that_loads_and_refuses_models_that_cannot_be_averaged() {
         );
     }
     let dev = common::path_str(&dev_path);
-    let output = tokenlens(
+    let output = common::tokenlens_in(
         &[
             "soup", "run1", "run2", "--dev", &dev, "--dtype", "f16", "--out", "soup",
         ],
@@ -318,10 +309,10 @@ fn cli_makes_a_soup_that_loads_and_refuses_models_that_cannot_be_averaged() {
     );
 
     // One model is not a soup.
-    let output = tokenlens(&["soup", "run1", "--out", "x"], tmp.path());
+    let output = common::tokenlens_in(&["soup", "run1", "--out", "x"], tmp.path());
     assert_eq!(output.status.code(), Some(2));
     // Greedy without dev data names the fix.
-    let output = tokenlens(&["soup", "run1", "run2", "--out", "x"], tmp.path());
+    let output = common::tokenlens_in(&["soup", "run1", "run2", "--out", "x"], tmp.path());
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--recipe uniform"));
     // Other labels: named, with the model and the reason.
@@ -334,7 +325,7 @@ fn cli_makes_a_soup_that_loads_and_refuses_models_that_cannot_be_averaged() {
         .unwrap()
         .replace("positive", "favourable");
     std::fs::write(other.join("config.json"), config_text).unwrap();
-    let output = tokenlens(
+    let output = common::tokenlens_in(
         &[
             "soup",
             "run1",
@@ -354,7 +345,7 @@ fn cli_makes_a_soup_that_loads_and_refuses_models_that_cannot_be_averaged() {
         "{stderr}"
     );
     // --out must not overwrite an ingredient.
-    let output = tokenlens(
+    let output = common::tokenlens_in(
         &["soup", "run1", "run2", "--dev", &dev, "--out", "run1"],
         tmp.path(),
     );

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
 use tokenlens::bert::BertClassifier;
@@ -284,15 +283,6 @@ fn weight_average_competes_on_dev_and_what_is_saved_is_what_was_measured() {
     assert!(average_saved, "the weight average never won on dev");
 }
 
-fn tokenlens(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tokenlens"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("TOKENLENS_MODEL")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn cli_saves_float16_weights_that_the_engine_loads() {
     let tmp = tempfile::tempdir().unwrap();
@@ -302,7 +292,7 @@ fn cli_saves_float16_weights_that_the_engine_loads() {
     )
     .unwrap();
     let base = common::tiny_bert_dir();
-    let output = tokenlens(
+    let output = common::tokenlens_in(
         &[
             "train",
             "--base",
@@ -359,7 +349,7 @@ fn cli_errors_name_the_label_the_column_and_the_file() {
     let run = |extra: &[&str]| {
         let mut args = vec!["train", "--base", base, "--out", "out"];
         args.extend_from_slice(extra);
-        let output = tokenlens(&args, tmp.path());
+        let output = common::tokenlens_in(&args, tmp.path());
         (
             output.status.code(),
             String::from_utf8_lossy(&output.stderr).into_owned(),

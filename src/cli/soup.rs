@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::soup::{self, SoupEvent, SoupOptions, SoupRecipe};
 use crate::train;
 
-use super::train::SaveDtype;
+use super::train::{DataColumns, SaveDtype};
 
 #[derive(Args, Debug)]
 #[command(
@@ -42,12 +42,8 @@ pub struct SoupArgs {
     /// Output directory (created; files in it are replaced).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: PathBuf,
-    /// Column (TSV header name or JSON field) holding the text.
-    #[arg(long, default_value = "text", value_name = "NAME")]
-    pub text_column: String,
-    /// Column holding the label: a label name or a class index.
-    #[arg(long, default_value = "label", value_name = "NAME")]
-    pub label_column: String,
+    #[command(flatten)]
+    pub columns: DataColumns,
     /// Longest sequence in tokens for the dev evaluation; longer texts are truncated.
     #[arg(long, default_value_t = 128, value_name = "N")]
     pub max_length: usize,
@@ -93,7 +89,8 @@ pub fn run(args: SoupArgs) -> Result<i32> {
     let ingredients = soup::load_ingredients(&args.models, &device)?;
     let dev = match &args.dev {
         Some(path) => {
-            let rows = train::read_rows(path, &args.text_column, &args.label_column)?;
+            let rows =
+                train::read_rows(path, &args.columns.text_column, &args.columns.label_column)?;
             Some(train::examples(rows, &ingredients[0].config.labels, path)?)
         }
         None => None,

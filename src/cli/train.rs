@@ -43,12 +43,8 @@ pub struct TrainArgs {
     /// Output directory (created; files in it are replaced).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: PathBuf,
-    /// Column (TSV header name or JSON field) holding the text.
-    #[arg(long, default_value = "text", value_name = "NAME")]
-    pub text_column: String,
-    /// Column holding the label: a label name or a class index into --labels.
-    #[arg(long, default_value = "label", value_name = "NAME")]
-    pub label_column: String,
+    #[command(flatten)]
+    pub columns: DataColumns,
     /// Label names in class order, comma-separated (e.g. negative,positive). Default: the
     /// distinct labels of the training data, in numeric or text order.
     #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
@@ -100,6 +96,17 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// Where the text and the label are in labelled TSV or JSONL (shared by `train` and `soup`).
+#[derive(Args, Debug)]
+pub struct DataColumns {
+    /// Column (TSV header name or JSON field) holding the text.
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    pub text_column: String,
+    /// Column holding the label: a label name or a class index (into --labels for `train`).
+    #[arg(long, default_value = "label", value_name = "NAME")]
+    pub label_column: String,
+}
+
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
 pub enum SaveDtype {
     F16,
@@ -144,7 +151,10 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             args.out.display()
         )));
     }
-    let (text_column, label_column) = (args.text_column.as_str(), args.label_column.as_str());
+    let (text_column, label_column) = (
+        args.columns.text_column.as_str(),
+        args.columns.label_column.as_str(),
+    );
     let train_rows = train::read_rows(&args.train, text_column, label_column)?;
     let labels = train::label_names(args.labels.as_deref(), &train_rows)?;
     let train_examples = train::examples(train_rows, &labels, &args.train)?;

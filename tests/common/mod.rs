@@ -117,3 +117,13 @@ pub fn palette_hex() -> Vec<(i8, String, String)> {
         })
         .collect()
 }
+
+/// The tokenlens binary run in `dir` with no `TOKENLENS_MODEL`, stdin closed.
+pub fn tokenlens_in(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenlens"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TOKENLENS_MODEL")
+        .output()
+        .unwrap()
+}
