@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -70,23 +69,6 @@ fn fine_tune(
     .unwrap();
 }
 
-fn weights(dir: &Path) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 /// Accuracy of the saved model in `dir` on `dev`, one text at a time.
 fn accuracy_of(dir: &Path, dev: &[Example]) -> f64 {
     let files = ModelFiles::from_dir(dir).unwrap();
@@ -119,30 +101,42 @@ fn init_seed_fixes_the_starting_head_and_seed_the_rest() {
     let frozen = |name: &str, seed: u64, init_seed: Option<u64>| {
         let out = tmp.path().join(name);
         fine_tune(&out, seed, init_seed, 1e-20, &train_examples);
-        weights(&out)["classifier.weight"].clone()
+        common::saved_weights(&out)["classifier.weight"].clone()
     };
     let init_7_seed_1 = frozen("a", 1, Some(7));
     let init_7_seed_2 = frozen("b", 2, Some(7));
     let init_8_seed_1 = frozen("c", 1, Some(8));
-    assert_eq!(max_difference(&init_7_seed_1, &init_7_seed_2), 0.0);
-    assert!(max_difference(&init_7_seed_1, &init_8_seed_1) > 1e-3);
+    assert_eq!(
+        common::max_abs_difference(&init_7_seed_1, &init_7_seed_2),
+        0.0
+    );
+    assert!(common::max_abs_difference(&init_7_seed_1, &init_8_seed_1) > 1e-3);
     // Runs with the same --seed and no --init-seed start where --init-seed SEED starts.
-    assert_eq!(max_difference(&frozen("d", 7, None), &init_7_seed_1), 0.0);
+    assert_eq!(
+        common::max_abs_difference(&frozen("d", 7, None), &init_7_seed_1),
+        0.0
+    );
 
     // With a real learning rate, --init-seed equal to --seed is exactly the run without it, and
     // another --seed from the same start trains to other weights.
     let trained = |name: &str, seed: u64, init_seed: Option<u64>| {
         let out = tmp.path().join(name);
         fine_tune(&out, seed, init_seed, 3e-3, &train_examples);
-        weights(&out)
+        common::saved_weights(&out)
     };
     let plain = trained("e", 7, None);
     let same = trained("f", 7, Some(7));
     let other = trained("g", 8, Some(7));
     for (name, tensor) in &plain {
-        assert_eq!(max_difference(tensor, &same[name]), 0.0, "{name}");
+        assert_eq!(
+            common::max_abs_difference(tensor, &same[name]),
+            0.0,
+            "{name}"
+        );
     }
-    assert!(max_difference(&plain["classifier.weight"], &other["classifier.weight"]) > 1e-4);
+    assert!(
+        common::max_abs_difference(&plain["classifier.weight"], &other["classifier.weight"]) > 1e-4
+    );
 }
 
 #[test]
@@ -174,16 +168,16 @@ fn soups_are_the_mean_of_their_ingredients_and_greedy_never_loses_on_dev() {
     )
     .unwrap();
     assert!(report.ingredients.iter().all(|i| i.kept));
-    let soup_weights = weights(&uniform);
-    let parts: Vec<_> = models.iter().map(|m| weights(m)).collect();
+    let soup_weights = common::saved_weights(&uniform);
+    let parts: Vec<_> = models.iter().map(|m| common::saved_weights(m)).collect();
     assert_eq!(soup_weights.len(), parts[0].len());
     for (name, tensor) in &soup_weights {
         let mean = ((&parts[0][name] + &parts[1][name]).unwrap() + &parts[2][name]).unwrap();
         let mean = (mean / 3.0).unwrap();
-        assert!(max_difference(tensor, &mean) < 1e-6, "{name}");
+        assert!(common::max_abs_difference(tensor, &mean) < 1e-6, "{name}");
     }
     assert!(
-        max_difference(
+        common::max_abs_difference(
             &parts[0]["classifier.weight"],
             &parts[1]["classifier.weight"]
         ) > 1e-4
@@ -234,8 +228,8 @@ fn soups_are_the_mean_of_their_ingredients_and_greedy_never_loses_on_dev() {
             .position(|m| common::path_str(m) == report.ingredients[0].name)
             .unwrap();
         assert!(
-            max_difference(
-                &weights(&greedy)["classifier.weight"],
+            common::max_abs_difference(
+                &common::saved_weights(&greedy)["classifier.weight"],
                 &parts[best]["classifier.weight"]
             ) == 0.0
         );
@@ -278,7 +272,7 @@ fn cli_makes_a_soup_that_loads_and_refuses_models_that_cannot_be_averaged() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("run1: dev accuracy"), "{stderr}");
     assert!(stderr.contains("saved soup: the mean of"), "{stderr}");
-    let saved = weights(&tmp.path().join("soup"));
+    let saved = common::saved_weights(&tmp.path().join("soup"));
     assert!(saved.values().all(|t| t.dtype() == DType::F16));
     let config: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(tmp.path().join("soup/config.json")).unwrap(),

@@ -201,24 +201,10 @@ fn weight_average_competes_on_dev_and_what_is_saved_is_what_was_measured() {
         )
         .unwrap()
     };
-    let weights = |out: &Path| {
-        candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap()
-    };
     let max_difference = |a: &Path, b: &Path| {
-        let (a, b) = (weights(a), weights(b));
+        let (a, b) = (common::saved_weights(a), common::saved_weights(b));
         a.iter()
-            .map(|(name, t)| {
-                (t - &b[name])
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-            })
+            .map(|(name, t)| common::max_abs_difference(t, &b[name]))
             .fold(0f32, f32::max)
     };
 

@@ -127,3 +127,23 @@ pub fn tokenlens_in(args: &[&str], dir: &Path) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// The tensors of `dir/model.safetensors`, as saved.
+pub fn saved_weights(dir: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
+        .unwrap()
+}
+
+/// max |a − b| of two float32 tensors of one shape.
+pub fn max_abs_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
