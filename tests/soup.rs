@@ -7,14 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use candle_core::{DType, Device, Tensor};
-use tokenlens::bert::BertClassifier;
-use tokenlens::config::BertConfig;
+use candle_core::{DType, Device};
 use tokenlens::model_dir::ModelFiles;
 use tokenlens::soup::{self, SoupOptions, SoupRecipe};
-use tokenlens::text::TextEncoder;
 use tokenlens::train::{self, Example, TrainOptions};
-use tokenlens::weights::WeightStore;
 
 fn labels() -> Vec<String> {
     vec!["negative".to_owned(), "positive".to_owned()]
@@ -71,23 +67,12 @@ fn fine_tune(
 
 /// Accuracy of the saved model in `dir` on `dev`, one text at a time.
 fn accuracy_of(dir: &Path, dev: &[Example]) -> f64 {
-    let files = ModelFiles::from_dir(dir).unwrap();
-    let config = BertConfig::from_file(&files.config).unwrap();
-    let store = WeightStore::load(&files.weights, DType::F32, &Device::Cpu).unwrap();
-    let model = BertClassifier::load(config, &store, DType::F32, &Device::Cpu).unwrap();
-    let encoder = TextEncoder::from_tokenizer_json(&dir.join("tokenizer.json")).unwrap();
+    let model = common::SavedClassifier::load(dir);
     let correct = dev
         .iter()
         .filter(|example| {
-            let mut ids = vec![encoder.cls_id];
-            ids.extend(encoder.pieces(&example.text).unwrap().iter().map(|p| p.id));
-            ids.push(encoder.sep_id);
-            let n = ids.len();
-            let ids = Tensor::from_vec(ids, (1, n), &Device::Cpu).unwrap();
-            let mask = Tensor::ones((1, n), DType::U32, &Device::Cpu).unwrap();
-            let logits = model.logits(&ids, &mask).unwrap().to_vec2::<f32>().unwrap();
-            let predicted = usize::from(logits[0][1] > logits[0][0]);
-            predicted == example.label
+            let logits = model.logits(&example.text);
+            usize::from(logits[1] > logits[0]) == example.label
         })
         .count();
     correct as f64 / dev.len() as f64

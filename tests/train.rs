@@ -6,13 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use tokenlens::bert::BertClassifier;
-use tokenlens::config::BertConfig;
+use candle_core::{DType, Device};
 use tokenlens::model_dir::ModelFiles;
-use tokenlens::text::TextEncoder;
 use tokenlens::train::{self, TrainOptions};
-use tokenlens::weights::WeightStore;
 
 /// The first `rows` data lines of a fixtures/data file, header included.
 fn slice_of(file: &str, rows: usize) -> String {
@@ -126,22 +122,12 @@ fn assert_reloads_with_logits(
     dev_examples: &[train::Example],
     expected_logits: &[Vec<f32>],
 ) {
-    let files = ModelFiles::from_dir(out).unwrap();
-    let config = BertConfig::from_file(&files.config).unwrap();
-    assert_eq!(config.labels, labels);
-    let store = WeightStore::load(&files.weights, DType::F32, &Device::Cpu).unwrap();
-    let model = BertClassifier::load(config, &store, DType::F32, &Device::Cpu).unwrap();
-    let encoder = TextEncoder::from_tokenizer_json(&out.join("tokenizer.json")).unwrap();
+    let model = common::SavedClassifier::load(out);
+    assert_eq!(model.config.labels, labels);
     assert_eq!(expected_logits.len(), dev_examples.len());
     for (example, expected) in dev_examples.iter().zip(expected_logits) {
-        let mut ids = vec![encoder.cls_id];
-        ids.extend(encoder.pieces(&example.text).unwrap().iter().map(|p| p.id));
-        ids.push(encoder.sep_id);
-        let n = ids.len();
-        let ids = Tensor::from_vec(ids, (1, n), &Device::Cpu).unwrap();
-        let mask = Tensor::ones((1, n), DType::U32, &Device::Cpu).unwrap();
-        let logits = model.logits(&ids, &mask).unwrap().to_vec2::<f32>().unwrap();
-        for (a, b) in logits[0].iter().zip(expected) {
+        let logits = model.logits(&example.text);
+        for (a, b) in logits.iter().zip(expected) {
             // Batches pad to their longest text; padded keys get exactly zero attention, so
             // only the summation order of the kernels may differ.
             assert!(

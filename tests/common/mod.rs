@@ -147,3 +147,43 @@ pub fn max_abs_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// A saved classifier directory, loaded in float32 on the CPU and run one text at a time (no
+/// padding), to check what a trainer measured in padded batches.
+pub struct SavedClassifier {
+    pub config: tokenlens::config::BertConfig,
+    model: tokenlens::bert::BertClassifier,
+    encoder: tokenlens::text::TextEncoder,
+}
+
+impl SavedClassifier {
+    pub fn load(dir: &Path) -> Self {
+        use candle_core::{DType, Device};
+        let files = tokenlens::model_dir::ModelFiles::from_dir(dir).unwrap();
+        let config = tokenlens::config::BertConfig::from_file(&files.config).unwrap();
+        let store = tokenlens::weights::WeightStore::load(&files.weights, DType::F32, &Device::Cpu)
+            .unwrap();
+        let model =
+            tokenlens::bert::BertClassifier::load(config.clone(), &store, DType::F32, &Device::Cpu)
+                .unwrap();
+        let encoder =
+            tokenlens::text::TextEncoder::from_tokenizer_json(&dir.join("tokenizer.json")).unwrap();
+        SavedClassifier {
+            config,
+            model,
+            encoder,
+        }
+    }
+
+    pub fn logits(&self, text: &str) -> Vec<f32> {
+        use candle_core::{DType, Device, Tensor};
+        let mut ids = vec![self.encoder.cls_id];
+        ids.extend(self.encoder.pieces(text).unwrap().iter().map(|p| p.id));
+        ids.push(self.encoder.sep_id);
+        let n = ids.len();
+        let ids = Tensor::from_vec(ids, (1, n), &Device::Cpu).unwrap();
+        let mask = Tensor::ones((1, n), DType::U32, &Device::Cpu).unwrap();
+        let logits = self.model.logits(&ids, &mask).unwrap();
+        logits.to_vec2::<f32>().unwrap().remove(0)
+    }
+}
