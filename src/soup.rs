@@ -91,6 +91,7 @@ pub fn load_ingredients(models: &[String], device: &Device) -> Result<Vec<Ingred
         )));
     }
     let mut ingredients: Vec<Ingredient> = Vec::with_capacity(models.len());
+    let mut first_tokenizer: Option<Vec<u8>> = None;
     for model in models {
         let files = ModelFiles::resolve(model)?;
         let text = std::fs::read_to_string(&files.config)
@@ -101,8 +102,9 @@ pub fn load_ingredients(models: &[String], device: &Device) -> Result<Vec<Ingred
                 path: files.config.clone(),
                 message: e.to_string(),
             })?;
-        if let Some(first) = ingredients.first() {
-            check_compatible(first, &files, &config)?;
+        match (ingredients.first(), first_tokenizer.as_deref()) {
+            (Some(first), Some(tokenizer)) => check_compatible(first, tokenizer, &files, &config)?,
+            _ => first_tokenizer = Some(tokenizer_bytes(&files)?),
         }
         let store = WeightStore::load(&files.weights, DType::F32, device)?;
         let weights = train::parameter_shapes(&config)
@@ -119,7 +121,21 @@ pub fn load_ingredients(models: &[String], device: &Device) -> Result<Vec<Ingred
     Ok(ingredients)
 }
 
-fn check_compatible(first: &Ingredient, files: &ModelFiles, config: &BertConfig) -> Result<()> {
+/// The tokenizer file's contents (tokenizer.json, or vocab.txt).
+fn tokenizer_bytes(files: &ModelFiles) -> Result<Vec<u8>> {
+    let path = match &files.tokenizer {
+        crate::model_dir::TokenizerFile::Json(path) => path,
+        crate::model_dir::TokenizerFile::Vocab { path, .. } => path,
+    };
+    std::fs::read(path).map_err(|e| train::io_error(path, e))
+}
+
+fn check_compatible(
+    first: &Ingredient,
+    first_tokenizer: &[u8],
+    files: &ModelFiles,
+    config: &BertConfig,
+) -> Result<()> {
     let a = &first.config;
     let differs = |what: &str, mine: String, theirs: String| {
         Error::Usage(format!(
@@ -148,14 +164,7 @@ fn check_compatible(first: &Ingredient, files: &ModelFiles, config: &BertConfig)
             config.labels.join(","),
         ));
     }
-    let tokenizer_bytes = |files: &ModelFiles| -> Result<Vec<u8>> {
-        let path = match &files.tokenizer {
-            crate::model_dir::TokenizerFile::Json(path) => path,
-            crate::model_dir::TokenizerFile::Vocab { path, .. } => path,
-        };
-        std::fs::read(path).map_err(|e| train::io_error(path, e))
-    };
-    if tokenizer_bytes(&first.files)? != tokenizer_bytes(files)? {
+    if tokenizer_bytes(files)? != first_tokenizer {
         return Err(Error::Usage(format!(
             "{} cannot join a soup with {}: their tokenizers differ",
             files.name, first.files.name
@@ -164,18 +173,14 @@ fn check_compatible(first: &Ingredient, files: &ModelFiles, config: &BertConfig)
     Ok(())
 }
 
-/// The element-wise mean of the chosen ingredients' weights.
-fn mean_weights(ingredients: &[Ingredient], chosen: &[usize]) -> Result<Vec<Tensor>> {
-    let count = chosen.len() as f64;
-    (0..ingredients[chosen[0]].weights.len())
-        .map(|w| {
-            let mut sum = ingredients[chosen[0]].weights[w].clone();
-            for &i in &chosen[1..] {
-                sum = (sum + &ingredients[i].weights[w])?;
-            }
-            Ok((sum / count)?)
-        })
-        .collect()
+/// `sum` + `weights`, weight by weight.
+fn add_weights(sum: &[Tensor], weights: &[Tensor]) -> Result<Vec<Tensor>> {
+    sum.iter().zip(weights).map(|(s, w)| Ok((s + w)?)).collect()
+}
+
+/// A sum of `count` ingredients' weights divided by `count`.
+fn mean_of_sum(sum: &[Tensor], count: usize) -> Result<Vec<Tensor>> {
+    sum.iter().map(|s| Ok((s / count as f64)?)).collect()
 }
 
 /// Dev accuracy of a model with these weights.
@@ -238,12 +243,15 @@ pub fn soup(
         reports.push(report);
     }
 
-    let (chosen, order, weights, soup_accuracy) = match options.recipe {
+    let (order, weights, soup_accuracy) = match options.recipe {
         SoupRecipe::Uniform => {
-            let chosen: Vec<usize> = (0..ingredients.len()).collect();
-            let weights = mean_weights(ingredients, &chosen)?;
+            let mut sum = first.weights.clone();
+            for ingredient in &ingredients[1..] {
+                sum = add_weights(&sum, &ingredient.weights)?;
+            }
+            let weights = mean_of_sum(&sum, ingredients.len())?;
             let accuracy = score(&weights)?;
-            (chosen.clone(), chosen, weights, accuracy)
+            ((0..ingredients.len()).collect(), weights, accuracy)
         }
         SoupRecipe::Greedy => {
             // Stable: among equal dev accuracies the order given on the command line decides.
@@ -252,38 +260,37 @@ pub fn soup(
                 let key = |i: usize| reports[i].dev_accuracy.unwrap_or(0.0);
                 key(b).total_cmp(&key(a))
             });
-            let mut chosen = vec![order[0]];
             reports[order[0]].kept = true;
-            let mut weights = ingredients[order[0]].weights.clone();
+            // The kept ingredients' summed weights, so each candidate costs one addition.
+            let mut sum = ingredients[order[0]].weights.clone();
+            let mut kept = 1;
+            let mut weights = sum.clone();
             let mut accuracy = reports[order[0]].dev_accuracy;
             for &next in &order[1..] {
-                let mut candidate = chosen.clone();
-                candidate.push(next);
-                let candidate_weights = mean_weights(ingredients, &candidate)?;
+                let candidate_sum = add_weights(&sum, &ingredients[next].weights)?;
+                let candidate_weights = mean_of_sum(&candidate_sum, kept + 1)?;
                 let candidate_accuracy = score(&candidate_weights)?;
                 reports[next].soup_dev_accuracy = candidate_accuracy;
                 // Wortsman et al. keep an ingredient when held-out accuracy does not fall.
                 if candidate_accuracy >= accuracy {
                     reports[next].kept = true;
-                    chosen = candidate;
+                    sum = candidate_sum;
+                    kept += 1;
                     weights = candidate_weights;
                     accuracy = candidate_accuracy;
                 }
                 on_event(SoupEvent::Tried(&reports[next]));
             }
-            (chosen, order, weights, accuracy)
+            (order, weights, accuracy)
         }
     };
-    debug_assert!(chosen.iter().all(|&i| reports[i].kept));
 
     let mut config_json = first.config_json.clone();
     if let Some(object) = config_json.as_object_mut() {
-        let torch_dtype = if options.save_dtype == DType::F16 {
-            "float16"
-        } else {
-            "float32"
-        };
-        object.insert("torch_dtype".into(), torch_dtype.into());
+        object.insert(
+            "torch_dtype".into(),
+            train::torch_dtype(options.save_dtype).into(),
+        );
     }
     let names = train::parameter_shapes(&first.config);
     train::save(

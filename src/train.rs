@@ -434,14 +434,18 @@ fn classifier_config(
     object.insert("id2label".into(), id2label.into());
     object.insert("label2id".into(), label2id.into());
     object.insert("problem_type".into(), "single_label_classification".into());
-    let torch_dtype = if save_dtype == DType::F16 {
+    object.insert("torch_dtype".into(), torch_dtype(save_dtype).into());
+    let config = BertConfig::from_json(&json.to_string(), path)?;
+    Ok((json, config))
+}
+
+/// The `torch_dtype` a saved `config.json` states for weights saved as `dtype`.
+pub(crate) fn torch_dtype(dtype: DType) -> &'static str {
+    if dtype == DType::F16 {
         "float16"
     } else {
         "float32"
-    };
-    object.insert("torch_dtype".into(), torch_dtype.into());
-    let config = BertConfig::from_json(&json.to_string(), path)?;
-    Ok((json, config))
+    }
 }
 
 /// Every weight `BertClassifier::load` reads, with its shape, in a fixed order.

@@ -2,14 +2,13 @@
 
 use std::path::PathBuf;
 
-use candle_core::DType;
 use clap::Args;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::soup::{self, SoupEvent, SoupOptions, SoupRecipe};
 use crate::train;
 
-use super::train::{DataColumns, SaveDtype};
+use super::train::{DataColumns, SaveDtype, check_out_dir, create_out_dir, plural};
 
 #[derive(Args, Debug)]
 #[command(
@@ -69,22 +68,8 @@ pub fn run(args: SoupArgs) -> Result<i32> {
     if let Some(threads) = args.threads {
         super::set_compute_threads(threads);
     }
-    if args.out.exists() && !args.out.is_dir() {
-        return Err(Error::Usage(format!(
-            "--out {} is a file; give a directory (it is created if missing)",
-            args.out.display()
-        )));
-    }
-    for model in &args.models {
-        if std::fs::canonicalize(model).ok() == std::fs::canonicalize(&args.out).ok()
-            && args.out.exists()
-        {
-            return Err(Error::Usage(format!(
-                "--out {} is one of the models; choose another directory so it is not overwritten",
-                args.out.display()
-            )));
-        }
-    }
+    let models: Vec<&str> = args.models.iter().map(String::as_str).collect();
+    check_out_dir(&args.out, &models, "one of the models")?;
     let device = crate::device::parse_device(&args.device)?;
     let ingredients = soup::load_ingredients(&args.models, &device)?;
     let dev = match &args.dev {
@@ -95,17 +80,11 @@ pub fn run(args: SoupArgs) -> Result<i32> {
         }
         None => None,
     };
-    std::fs::create_dir_all(&args.out).map_err(|source| Error::Output {
-        path: args.out.clone(),
-        source,
-    })?;
+    create_out_dir(&args.out)?;
     let options = SoupOptions {
         recipe: args.recipe,
         max_length: args.max_length,
-        save_dtype: match args.dtype {
-            SaveDtype::F16 => DType::F16,
-            SaveDtype::F32 => DType::F32,
-        },
+        save_dtype: args.dtype.into(),
         device,
     };
     let quiet = args.quiet;
@@ -144,10 +123,9 @@ pub fn run(args: SoupArgs) -> Result<i32> {
             .map(|i| i.name.as_str())
             .collect();
         eprintln!(
-            "saved {}: the mean of {} model{} ({}), dev accuracy {}",
+            "saved {}: the mean of {} ({}), dev accuracy {}",
             report.out.display(),
-            kept.len(),
-            if kept.len() == 1 { "" } else { "s" },
+            plural(kept.len(), "model"),
             kept.join(", "),
             percent(report.dev_accuracy)
         );

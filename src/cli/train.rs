@@ -1,7 +1,7 @@
 //! `tokenlens train`: fine-tune a BERT encoder into a sequence classifier (see `crate::train`).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use candle_core::DType;
@@ -113,7 +113,47 @@ pub enum SaveDtype {
     F32,
 }
 
-fn plural(count: usize, noun: &str) -> String {
+impl From<SaveDtype> for DType {
+    fn from(dtype: SaveDtype) -> Self {
+        match dtype {
+            SaveDtype::F16 => DType::F16,
+            SaveDtype::F32 => DType::F32,
+        }
+    }
+}
+
+/// Refuses an `--out` that is a file or one of `inputs` (described as `what`), which the write
+/// would overwrite.
+pub(super) fn check_out_dir(out: &Path, inputs: &[&str], what: &str) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {} is a file; give a directory (it is created if missing)",
+            out.display()
+        )));
+    }
+    let out_path = std::fs::canonicalize(out).ok();
+    if out_path.is_some()
+        && inputs
+            .iter()
+            .any(|input| std::fs::canonicalize(input).ok() == out_path)
+    {
+        return Err(Error::Usage(format!(
+            "--out {} is {what}; choose another directory so it is not overwritten",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates `--out` (and its parents).
+pub(super) fn create_out_dir(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|source| Error::Output {
+        path: out.to_path_buf(),
+        source,
+    })
+}
+
+pub(super) fn plural(count: usize, noun: &str) -> String {
     format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
 }
 
@@ -137,20 +177,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         super::set_compute_threads(threads);
     }
     let base = ModelFiles::resolve(&args.base)?;
-    if std::fs::canonicalize(&args.out).ok() == std::fs::canonicalize(&args.base).ok()
-        && args.out.exists()
-    {
-        return Err(Error::Usage(format!(
-            "--out {} is the base model's directory; choose another so the base is not overwritten",
-            args.out.display()
-        )));
-    }
-    if args.out.exists() && !args.out.is_dir() {
-        return Err(Error::Usage(format!(
-            "--out {} is a file; give a directory (it is created if missing)",
-            args.out.display()
-        )));
-    }
+    check_out_dir(&args.out, &[&args.base], "the base model's directory")?;
     let (text_column, label_column) = (
         args.columns.text_column.as_str(),
         args.columns.label_column.as_str(),
@@ -167,10 +194,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         None => None,
     };
     // Made now, so that an unusable --out fails before the training, not after it.
-    std::fs::create_dir_all(&args.out).map_err(|source| Error::Output {
-        path: args.out.clone(),
-        source,
-    })?;
+    create_out_dir(&args.out)?;
     let options = TrainOptions {
         epochs: args.epochs,
         learning_rate: args.lr,
@@ -180,10 +204,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         init_seed: args.init_seed,
         dropout: args.dropout,
         weight_average_decay: args.weight_average,
-        save_dtype: match args.dtype {
-            SaveDtype::F16 => DType::F16,
-            SaveDtype::F32 => DType::F32,
-        },
+        save_dtype: args.dtype.into(),
         device: crate::device::parse_device(&args.device)?,
         pooler: args.pooler,
         ..TrainOptions::default()
