@@ -17,7 +17,7 @@
 
 use candle_core::{D, DType, Module, Tensor, Var};
 
-use crate::bert::{BertClassifier, EncoderLayer, ForwardPass, LayerNorm};
+use crate::bert::{BertClassifier, EncoderLayer, ForwardPass, LastLayer, LayerNorm};
 use crate::config::Activation;
 use crate::error::Result;
 
@@ -100,34 +100,43 @@ pub struct PatchedPass {
     pub softmax_probes: Vec<SoftmaxProbe>,
 }
 
+/// The attention block (self-attention, dense, residual LayerNorm) for the first `positions`
+/// query positions of `hidden` (all of them, or [CLS] alone in a last layer, see [`LastLayer`]).
 fn attention_block(
     model: &BertClassifier,
     layer: &EncoderLayer,
     hidden: &Tensor,
+    positions: usize,
     extended_mask: &Tensor,
     rules: Rules,
     probes: Option<&mut Vec<SoftmaxProbe>>,
 ) -> Result<Tensor> {
-    let (batch, len, d) = hidden.dims3()?;
+    let (batch, _, d) = hidden.dims3()?;
     let heads = model.config.num_attention_heads;
     let head_dim = model.config.head_dim();
     let split_heads = |x: Tensor| -> Result<Tensor> {
-        Ok(x.reshape((batch, len, heads, head_dim))?
+        let rows = x.dim(1)?;
+        Ok(x.reshape((batch, rows, heads, head_dim))?
             .transpose(1, 2)?
             .contiguous()?)
+    };
+    let residual = if positions == hidden.dim(1)? {
+        hidden.clone()
+    } else {
+        hidden.narrow(1, 0, positions)?.contiguous()?
     };
     let value = split_heads(layer.value.forward(hidden)?)?;
     let probs = match rules {
         Rules::CpLrp => {
             // P is a constant: no relevance through softmax, Q or K.
-            let query = split_heads(layer.query.forward(&hidden.detach())?)?;
+            let query = split_heads(layer.query.forward(&residual.detach())?)?;
             let key = split_heads(layer.key.forward(&hidden.detach())?)?;
             let scores = (query.matmul(&key.t()?.contiguous()?)? / (head_dim as f64).sqrt())?;
             let masked = scores.broadcast_add(extended_mask)?;
             candle_nn::ops::softmax(&masked, D::Minus1)?.detach()
         }
         Rules::AttnLrp => {
-            let query = split_heads(layer.query.forward(hidden)?)?;
+            let query = split_heads(layer.query.forward(&residual)?)?;
             let key = split_heads(layer.key.forward(hidden)?)?;
             let raw = halve_gradient(&query.matmul(&key.t()?.contiguous()?)?)?;
             let scores = (raw / (head_dim as f64).sqrt())?;
@@ -161,9 +170,9 @@ fn attention_block(
     let context = context
         .transpose(1, 2)?
         .contiguous()?
-        .reshape((batch, len, d))?;
+        .reshape((batch, positions, d))?;
     let attention_dense = layer.attention_output.forward(&context)?;
-    layer_norm_detached_std(&layer.attention_norm, &(&attention_dense + hidden)?)
+    layer_norm_detached_std(&layer.attention_norm, &(&attention_dense + &residual)?)
 }
 
 /// The position-wise feed-forward block of one layer (after its attention block), patched.
@@ -194,15 +203,23 @@ pub fn patched_forward(
     extended_mask: &Tensor,
     rules: Rules,
     probe_softmax: bool,
+    last_layer: LastLayer,
 ) -> Result<PatchedPass> {
     let _device = crate::graphs::shared_device_work();
     let mut probes = Vec::new();
     let mut hidden = embedded.clone();
-    for layer in &model.layers {
+    let len = embedded.dim(1)?;
+    for (index, layer) in model.layers.iter().enumerate() {
+        let positions = if last_layer == LastLayer::ClsOnly && index + 1 == model.layers.len() {
+            1
+        } else {
+            len
+        };
         let attended = attention_block(
             model,
             layer,
             &hidden,
+            positions,
             extended_mask,
             rules,
             probe_softmax.then_some(&mut probes),
@@ -248,6 +265,9 @@ impl PatchedRun {
             &extended_mask.detach(),
             rules,
             false,
+            // Relevance is read at the encoder input, which the other rows of the last
+            // layer do not reach.
+            LastLayer::ClsOnly,
         )?;
         Ok(PatchedRun { input, pass })
     }

@@ -8,7 +8,7 @@ use candle_core::{D, Tensor};
 
 use crate::bert::{
     BertClassifier, ForwardPass, Gradients, LayerNorm, dense_input_grad, merge_heads,
-    merge_query_key_value, one_hot_like,
+    merge_query_key_value, one_hot_like, zero_padded,
 };
 use crate::config::Activation;
 use crate::error::Result;
@@ -94,7 +94,7 @@ pub fn gradients_seeded(
     let _device = crate::graphs::shared_device_work();
     let batch = pass.logits.dim(0)?;
     let _span = crate::profile::span("backward (all)", &model.device);
-    let (_, len, hidden) = pass.embedded.dims3()?;
+    let (_, len, _) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;
     let head_dim = model.config.head_dim();
     let scale = (head_dim as f64).sqrt();
@@ -102,10 +102,10 @@ pub fn gradients_seeded(
     let d_pooled = dense_input_grad(&model.classifier, &d_logits)?;
     let d_pool_pre = (d_pooled * pass.pooled.sqr()?.affine(-1.0, 1.0)?)?;
     let d_cls = dense_input_grad(&model.pooler, &d_pool_pre)?.unsqueeze(1)?;
-    let rest = Tensor::zeros((batch, len - 1, hidden), model.dtype, &model.device)?;
-    let mut d_hidden = Tensor::cat(&[&d_cls, &rest], 1)?;
-
     let layers = model.layers.len();
+    let top_positions = pass.layers[layers - 1].query_positions()?;
+    let mut d_hidden = zero_padded(&d_cls, 1, top_positions)?;
+
     let lowest = if depth.encoder_input {
         0
     } else {
@@ -115,6 +115,9 @@ pub fn gradients_seeded(
     for index in (lowest..layers).rev() {
         let layer = &model.layers[index];
         let act = &pass.layers[index];
+        // Q query positions: N, or 1 where the last layer ran for [CLS] only.
+        let positions = act.query_positions()?;
+        let residual_input = act.residual_input()?;
         // Output block: h_out = LN(o + h_att), o = W_out · act(W_i · h_att).
         let d_sum = layer_norm_backward(
             &layer.output_norm,
@@ -134,11 +137,11 @@ pub fn gradients_seeded(
         // Attention block: h_att = LN(a + h), a = W_o · (P V).
         let d_sum = layer_norm_backward(
             &layer.attention_norm,
-            &(&act.attention_dense + &act.input)?,
+            &(&act.attention_dense + &residual_input)?,
             &d_normed,
         )?;
         let d_context = dense_input_grad(&layer.attention_output, &d_sum)?
-            .reshape((batch, len, heads, head_dim))?
+            .reshape((batch, positions, heads, head_dim))?
             .transpose(1, 2)?
             .contiguous()?;
         let d_probs = d_context.matmul(&act.value.t()?)?;
@@ -156,14 +159,17 @@ pub fn gradients_seeded(
         };
         let d_query = d_scores.matmul(&act.key)?;
         let d_key = d_scores.t()?.matmul(&act.query)?;
+        let d_residual = zero_padded(&d_sum, 1, len)?;
         d_hidden = match &layer.query_key_value {
             Some(merged) => {
+                let d_query = zero_padded(&d_query, 2, len)?;
                 let d_merged = merge_query_key_value(&d_query, &d_key, &d_value)?;
-                (d_sum + dense_input_grad(merged, &d_merged)?)?
+                (d_residual + dense_input_grad(merged, &d_merged)?)?
             }
             None => {
-                (d_sum
-                    + dense_input_grad(&layer.query, &merge_heads(&d_query)?)?
+                let d_query = dense_input_grad(&layer.query, &merge_heads(&d_query)?)?;
+                (d_residual
+                    + zero_padded(&d_query, 1, len)?
                     + dense_input_grad(&layer.key, &merge_heads(&d_key)?)?
                     + dense_input_grad(&layer.value, &merge_heads(&d_value)?)?)?
             }

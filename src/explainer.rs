@@ -552,7 +552,10 @@ impl Explainer {
             }
             None => {
                 let _span = crate::profile::span("forward (all)", &self.model.device);
-                Route::Instrumented(Box::new(self.model.forward(ids, mask, false)?))
+                let last_layer = Method::last_layer_for(methods);
+                Route::Instrumented(Box::new(
+                    self.model.forward_with(ids, mask, false, last_layer)?,
+                ))
             }
         })
     }

@@ -5,7 +5,7 @@ use candle_core::{DType, IndexOp, Tensor};
 
 use crate::attnlrp::{self, Rules};
 use crate::backward::{self, GradientDepth};
-use crate::bert::{BertClassifier, ForwardPass, Gradients};
+use crate::bert::{BertClassifier, ForwardPass, Gradients, LastLayer};
 use crate::error::{Error, Result};
 use crate::relprop::{self, Depth, Relevance};
 
@@ -87,6 +87,22 @@ impl Method {
             self,
             Method::RawAttentionLastLayer | Method::AttentionRollout
         )
+    }
+
+    /// Whether the method reads rows of the last layer's attention other than [CLS]'s, so that
+    /// the last layer cannot be computed for [CLS] only ([`LastLayer`]): Grad-CAM min–max
+    /// normalises over the whole map.
+    pub fn needs_every_last_layer_row(self) -> bool {
+        self == Method::AttentionGradcam
+    }
+
+    /// The positions the last layer must compute for all of `methods`.
+    pub fn last_layer_for(methods: &[Method]) -> LastLayer {
+        if methods.iter().any(|m| m.needs_every_last_layer_row()) {
+            LastLayer::AllPositions
+        } else {
+            LastLayer::ClsOnly
+        }
     }
 
     pub fn needs_gradients(self) -> bool {
@@ -173,7 +189,8 @@ pub fn deepest(methods: &[Method], layers: usize) -> Option<Depth> {
         })
 }
 
-/// Sample `b`'s [.., N, N] block restricted to its `len` real tokens, as [.., len, len] f64.
+/// Sample `b`'s [.., Q, N] block restricted to its `len` real tokens, as [.., min(Q, len), len]
+/// f64 (Q = 1 for the maps of a last layer computed for [CLS] only).
 fn sample_square(x: &Tensor, b: usize, len: usize) -> Result<Tensor> {
     Ok(sample_square_native(x, b, len)?.to_dtype(DType::F64)?)
 }
@@ -182,15 +199,16 @@ fn sample_square(x: &Tensor, b: usize, len: usize) -> Result<Tensor> {
 fn sample_square_native(x: &Tensor, b: usize, len: usize) -> Result<Tensor> {
     let x = x.i(b)?;
     let rank = x.rank();
-    Ok(x.narrow(rank - 2, 0, len)?
+    let rows = x.dim(rank - 2)?.min(len);
+    Ok(x.narrow(rank - 2, 0, rows)?
         .narrow(rank - 1, 0, len)?
         .contiguous()?)
 }
 
-/// `(M + I) / rowsum(M + I)` for M [len, len], given I (made once for all layers: on a GPU
-/// it takes several kernels).
+/// `(M + I) / rowsum(M + I)` for M [Q, len] (the first Q rows of a [len, len] map), given I
+/// [len, len] (made once for all layers: on a GPU it takes several kernels).
 fn identity_row_normalised(m: &Tensor, eye: &Tensor) -> Result<Tensor> {
-    let with_eye = (m + eye)?;
+    let with_eye = (m + eye.narrow(0, 0, m.dim(0)?)?)?;
     Ok(with_eye.broadcast_div(&with_eye.sum_keepdim(1)?)?)
 }
 
@@ -332,7 +350,10 @@ pub fn score_tensor(method: Method, inputs: &MethodInputs, b: usize, len: usize)
                 let grad = sample_square_native(&g.probs[layer], b, len)?;
                 let probs = sample_square_native(&inputs.pass.layers[layer].probs, b, len)?;
                 let cam = positive_head_mean_of_product(&grad, &probs)?;
-                row = (&row + row.matmul(&cam)?)?;
+                // A [CLS]-only last layer has one row of cam; row is e₀ when it is reached
+                // (the last layer comes first), so row · cam needs only that row.
+                let reached = row.narrow(1, 0, cam.dim(0)?)?;
+                row = (&row + reached.matmul(&cam)?)?;
             }
             row.squeeze(0)?
         }

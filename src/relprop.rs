@@ -10,7 +10,9 @@
 use candle_core::{D, Tensor};
 use candle_nn::Linear;
 
-use crate::bert::{BertClassifier, ForwardPass, merge_heads, merge_query_key_value, one_hot_like};
+use crate::bert::{
+    BertClassifier, ForwardPass, merge_heads, merge_query_key_value, one_hot_like, zero_padded,
+};
 use crate::error::Result;
 use crate::fused;
 
@@ -236,7 +238,7 @@ pub fn propagate_seeded(
 ) -> Result<Relevance> {
     let _device = crate::graphs::shared_device_work();
     let batch = pass.logits.dim(0)?;
-    let (_, len, hidden) = pass.embedded.dims3()?;
+    let (_, len, _) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;
     let head_dim = model.config.head_dim();
 
@@ -245,16 +247,19 @@ pub fn propagate_seeded(
     let r_cls = linear(&pass.cls, &model.pooler, &r_pooled)?;
     // IndexSelect of position 0 (gradient × input over the selected row).
     let r_cls = (&pass.cls * safe_div(&r_cls, &pass.cls)?)?.unsqueeze(1)?;
-    let rest = Tensor::zeros((batch, len - 1, hidden), model.dtype, &model.device)?;
-    let mut r = Tensor::cat(&[&r_cls, &rest], 1)?;
+    let layers = model.layers.len();
+    let mut r = zero_padded(&r_cls, 1, pass.layers[layers - 1].query_positions()?)?;
     let last_hidden_total = per_sample_total(&r)?;
 
-    let layers = model.layers.len();
     let mut attention = vec![None; layers];
     let mut layer_input_totals = vec![None; layers];
     for index in (0..layers).rev() {
         let layer = &model.layers[index];
         let act = &pass.layers[index];
+        // Q query positions: N, or 1 where the last layer ran for [CLS] only (the other rows'
+        // relevance is zero, see `LastLayer`).
+        let positions = act.query_positions()?;
+        let residual_input = act.residual_input()?;
         // Output block: LayerNorm (identity), residual add, dense, activation (identity), dense.
         let (r_out, r_residual) = add(&act.output_dense, &act.attention_normed, &r)?;
         let r_act = linear_from_output(
@@ -271,7 +276,7 @@ pub fn propagate_seeded(
         )?;
         let r_normed = clone(&act.attention_normed, &[&r_ffn_in, &r_residual])?;
         // Attention block: LayerNorm (identity), residual add, dense.
-        let (r_dense, r_skip) = add(&act.attention_dense, &act.input, &r_normed)?;
+        let (r_dense, r_skip) = add(&act.attention_dense, &residual_input, &r_normed)?;
         let r_context = linear_from_output(
             &act.context,
             &layer.attention_output,
@@ -279,7 +284,7 @@ pub fn propagate_seeded(
             &r_dense,
         )?;
         let r_context = r_context
-            .reshape((batch, len, heads, head_dim))?
+            .reshape((batch, positions, heads, head_dim))?
             .transpose(1, 2)?
             .contiguous()?;
         let (r_probs, r_value) = matmul(&act.probs, &act.value, &r_context)?;
@@ -301,17 +306,19 @@ pub fn propagate_seeded(
                 // The three linear rules as one rule of the merged layer, whose input relevance
                 // is their sum; the fan-out (clone) rule's `x ⊙ Σᵢ Rᵢ / (x + ε)` is kept for
                 // its stabiliser (the reference's values move by 1e-7 without it).
+                let r_query = zero_padded(&r_query, 2, len)?;
                 let r_merged = merge_query_key_value(&r_query, &r_key_t.t()?, &r_value)?;
                 let r_sum = linear_from_output(&act.input, merged, output, &r_merged)?;
                 clone(&act.input, &[&r_sum])?
             }
             _ => {
                 let r_query = linear_from_output(
-                    &act.input,
+                    &residual_input,
                     &layer.query,
                     &merge_heads(&act.query)?,
                     &merge_heads(&r_query)?,
                 )?;
+                let r_query = zero_padded(&r_query, 1, len)?;
                 let r_key = linear_from_output(
                     &act.input,
                     &layer.key,
@@ -327,7 +334,7 @@ pub fn propagate_seeded(
                 clone(&act.input, &[&r_query, &r_key, &r_value])?
             }
         };
-        r = clone(&act.input, &[&r_self, &r_skip])?;
+        r = clone(&act.input, &[&r_self, &zero_padded(&r_skip, 1, len)?])?;
         layer_input_totals[index] = Some(per_sample_total(&r)?);
     }
     Ok(Relevance {

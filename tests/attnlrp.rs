@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::Linear;
 use tokenlens::attnlrp::{self, Rules};
-use tokenlens::bert::{BertClassifier, ForwardPass};
+use tokenlens::bert::{BertClassifier, ForwardPass, LastLayer};
 use tokenlens::{Explainer, ExplainerOptions, Method, Precision, Target};
 
 const TINY: &str = "fixtures/golden/tiny-bert";
@@ -95,50 +95,58 @@ fn attnlrp_conserves_the_target_logit_up_to_softmax_absorption() {
     let (ids, mask) = ids_of(&explainer, TEXT);
     let pass = model.forward(&ids, &mask, false).unwrap();
     let class = 2;
-    let input = Var::from_tensor(&pass.embedded).unwrap();
-    let patched = attnlrp::patched_forward(
-        &model,
-        input.as_tensor(),
-        &pass.extended_mask,
-        Rules::AttnLrp,
-        true,
-    )
-    .unwrap();
-    let target: f64 = patched.logits.i((0, class)).unwrap().to_scalar().unwrap();
-    assert!(
-        (target - logit(&pass, class)).abs() < 1e-12,
-        "patched forward changed the logit"
-    );
-    let grads = attnlrp::target_objective(&patched.logits, &[class])
-        .unwrap()
-        .backward()
-        .unwrap();
-    let relevance_sum = |x: &Tensor, probe: &Var| -> f64 {
-        let g = grads.get(probe.as_tensor()).unwrap();
-        (x * g).unwrap().sum_all().unwrap().to_scalar().unwrap()
-    };
-    let tokens = relevance_sum(input.as_tensor(), &input);
-    assert_eq!(patched.softmax_probes.len(), model.layers.len());
-    // Relevance entering a softmax minus relevance leaving it: what its Taylor rule absorbs.
-    let absorbed: f64 = patched
-        .softmax_probes
-        .iter()
-        .map(|p| {
-            relevance_sum(&p.probs, &p.probs_probe) - relevance_sum(&p.scores, &p.scores_probe)
-        })
-        .sum();
-    assert!(
-        absorbed.abs() > 1e-6,
-        "the softmax absorbs something on a random model"
-    );
-    assert!(
-        (tokens + absorbed - target).abs() <= 1e-9 * target.abs().max(1.0),
-        "Σ R = {tokens}, absorbed = {absorbed}, logit = {target}"
-    );
-    // The method's own entry point gives the same token relevance.
     let from_api = attnlrp::token_relevance(&model, &pass, &[class], Rules::AttnLrp).unwrap();
     let from_api: f64 = from_api.sum_all().unwrap().to_scalar().unwrap();
-    assert!((from_api - tokens).abs() < 1e-9);
+    // The last layer for every position (as the reference) and for [CLS] only (as the engine
+    // runs it): the same logit, the same conservation, the same relevance.
+    for last_layer in [LastLayer::AllPositions, LastLayer::ClsOnly] {
+        let input = Var::from_tensor(&pass.embedded).unwrap();
+        let patched = attnlrp::patched_forward(
+            &model,
+            input.as_tensor(),
+            &pass.extended_mask,
+            Rules::AttnLrp,
+            true,
+            last_layer,
+        )
+        .unwrap();
+        let target: f64 = patched.logits.i((0, class)).unwrap().to_scalar().unwrap();
+        assert!(
+            (target - logit(&pass, class)).abs() < 1e-12,
+            "{last_layer:?}: patched forward changed the logit"
+        );
+        let grads = attnlrp::target_objective(&patched.logits, &[class])
+            .unwrap()
+            .backward()
+            .unwrap();
+        let relevance_sum = |x: &Tensor, probe: &Var| -> f64 {
+            let g = grads.get(probe.as_tensor()).unwrap();
+            (x * g).unwrap().sum_all().unwrap().to_scalar().unwrap()
+        };
+        let tokens = relevance_sum(input.as_tensor(), &input);
+        assert_eq!(patched.softmax_probes.len(), model.layers.len());
+        // Relevance entering a softmax minus relevance leaving it: what its Taylor rule absorbs.
+        let absorbed: f64 = patched
+            .softmax_probes
+            .iter()
+            .map(|p| {
+                relevance_sum(&p.probs, &p.probs_probe) - relevance_sum(&p.scores, &p.scores_probe)
+            })
+            .sum();
+        assert!(
+            absorbed.abs() > 1e-6,
+            "the softmax absorbs something on a random model"
+        );
+        assert!(
+            (tokens + absorbed - target).abs() <= 1e-9 * target.abs().max(1.0),
+            "{last_layer:?}: Σ R = {tokens}, absorbed = {absorbed}, logit = {target}"
+        );
+        // The method's own entry point gives the same token relevance.
+        assert!(
+            (from_api - tokens).abs() < 1e-9,
+            "{last_layer:?}: {from_api} from the API, {tokens} here"
+        );
+    }
 }
 
 fn matrix(linear: &Linear) -> (Vec<Vec<f64>>, Vec<f64>) {

@@ -129,6 +129,144 @@ fn gradients_equal_autograd_and_finite_differences() {
     );
 }
 
+/// Largest |a − b| relative to the largest |a| (at least 1e-30).
+fn relative_difference(a: &Tensor, b: &Tensor) -> f64 {
+    tensor_max_abs(&(a - b).unwrap()) / tensor_max_abs(a).max(1e-30)
+}
+
+/// Explanations compute the last layer for [CLS] only (`LastLayer::ClsOnly`) unless Grad-CAM is
+/// asked for. That changes no number: the logits, ∂y/∂P and the LRP relevance of every layer (in
+/// the last one the [CLS] row, the other rows being exactly zero when every row is computed),
+/// ∂y/∂e, the relevance at the encoder input and per layer, and every method's scores.
+#[test]
+fn computing_the_last_layer_for_cls_only_changes_no_result() {
+    use tokenlens::bert::LastLayer;
+    use tokenlens::relprop::{self, Depth};
+    for dir in [tiny_bert_dir(), minilm_head_dir()] {
+        let explainer = explainer_with(&dir, Precision::F64, None);
+        let model = explainer.model();
+        let layers = model.layers.len();
+        // A padded batch: the second sequence has three padding positions.
+        let ids = Tensor::new(
+            &[
+                [101u32, 1037, 6919, 1010, 2540, 7959, 2143, 1012, 102],
+                [101, 2023, 2001, 2919, 1012, 102, 0, 0, 0],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mask = Tensor::new(
+            &[[1u32, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 0, 0, 0]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let full = model
+            .forward_with(&ids, &mask, false, LastLayer::AllPositions)
+            .unwrap();
+        let cls = model
+            .forward_with(&ids, &mask, false, LastLayer::ClsOnly)
+            .unwrap();
+        assert_eq!(
+            full.layers[layers - 1].probs.dims(),
+            &[2, model.config.num_attention_heads, 9, 9]
+        );
+        assert_eq!(
+            cls.layers[layers - 1].probs.dims()[2],
+            1,
+            "[CLS] only: one query row"
+        );
+        assert!(relative_difference(&full.logits, &cls.logits) <= 1e-12);
+        // Row 0 of the last layer's map, and all of every other layer's.
+        let comparable = |layer: usize, t: &Tensor| -> Tensor {
+            if layer + 1 == layers {
+                t.narrow(2, 0, 1).unwrap()
+            } else {
+                t.clone()
+            }
+        };
+        let classes = model.config.num_labels();
+        for class in 0..classes {
+            let targets = [class, (class + 1) % classes];
+            let depth = GradientDepth {
+                lowest_attention_layer: 0,
+                encoder_input: true,
+            };
+            let g_full = backward::gradients(model, &full, &targets, depth).unwrap();
+            let g_cls = backward::gradients(model, &cls, &targets, depth).unwrap();
+            let r_full = relprop::propagate(model, &full, &targets, Depth::EncoderInput).unwrap();
+            let r_cls = relprop::propagate(model, &cls, &targets, Depth::EncoderInput).unwrap();
+            let r_full_last = r_full.attention[layers - 1].as_ref().unwrap();
+            let g_full_last = &g_full.probs[layers - 1];
+            for untouched in [g_full_last, r_full_last] {
+                let rest = untouched.narrow(2, 1, 8).unwrap();
+                assert_eq!(tensor_max_abs(&rest), 0.0, "rows other than [CLS] are zero");
+            }
+            for layer in 0..layers {
+                let pairs = [
+                    (&g_full.probs[layer], &g_cls.probs[layer]),
+                    (
+                        r_full.attention[layer].as_ref().unwrap(),
+                        r_cls.attention[layer].as_ref().unwrap(),
+                    ),
+                    (
+                        r_full.layer_input_totals[layer].as_ref().unwrap(),
+                        r_cls.layer_input_totals[layer].as_ref().unwrap(),
+                    ),
+                ];
+                for (which, (a, b)) in pairs.into_iter().enumerate() {
+                    let a = if which < 2 {
+                        comparable(layer, a)
+                    } else {
+                        a.clone()
+                    };
+                    let difference = relative_difference(&a, b);
+                    assert!(
+                        difference <= 1e-10,
+                        "{} class {class} layer {layer} quantity {which}: {difference}",
+                        dir.display()
+                    );
+                }
+            }
+            for (what, a, b) in [
+                ("∂y/∂e", &g_full.embedded, &g_cls.embedded),
+                (
+                    "relevance at the encoder input",
+                    r_full.encoder_input.as_ref().unwrap(),
+                    r_cls.encoder_input.as_ref().unwrap(),
+                ),
+            ] {
+                let difference = relative_difference(a, b);
+                assert!(
+                    difference <= 1e-10,
+                    "{} {what}: {difference}",
+                    dir.display()
+                );
+            }
+        }
+        // Through the explainer: every method but Grad-CAM (which needs every row) alone runs
+        // the [CLS]-only path; all methods together run every row.
+        let others: Vec<Method> = Method::ALL
+            .into_iter()
+            .filter(|m| !m.needs_every_last_layer_row())
+            .collect();
+        assert_eq!(Method::last_layer_for(&others), LastLayer::ClsOnly);
+        assert_eq!(
+            Method::last_layer_for(&Method::ALL),
+            LastLayer::AllPositions
+        );
+        for target in [Target::Predicted, Target::Class(1)] {
+            let every_row = explainer.explain(TEXTS[1], &Method::ALL, target).unwrap();
+            let cls_only = explainer.explain(TEXTS[1], &others, target).unwrap();
+            for method in &others {
+                let a = &every_row.attribution(*method).unwrap().token_scores;
+                let b = &cls_only.attribution(*method).unwrap().token_scores;
+                check_close(b, a, 1e-10, 1e-10)
+                    .unwrap_or_else(|e| panic!("{} {method}: {e}", dir.display()));
+            }
+        }
+    }
+}
+
 #[test]
 fn words_and_tokens_point_at_their_text() {
     let explainer = explainer_with(&tiny_bert_dir(), Precision::F32, None);
