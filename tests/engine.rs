@@ -134,117 +134,124 @@ fn relative_difference(a: &Tensor, b: &Tensor) -> f64 {
     tensor_max_abs(&(a - b).unwrap()) / tensor_max_abs(a).max(1e-30)
 }
 
-/// Explanations compute the last layer for [CLS] only (`LastLayer::ClsOnly`) unless Grad-CAM is
-/// asked for. That changes no number: the logits, ∂y/∂P and the LRP relevance of every layer (in
-/// the last one the [CLS] row, the other rows being exactly zero when every row is computed),
-/// ∂y/∂e, the relevance at the encoder input and per layer, and every method's scores.
-#[test]
-fn computing_the_last_layer_for_cls_only_changes_no_result() {
+/// Both ways of running the last layer (every position, [CLS] only) on a padded batch of two
+/// give the same logits, ∂y/∂P and attention relevance of every layer (the last one's [CLS] row;
+/// its other rows are asserted to be exactly 0 in the full pass), ∂y/∂e, and relevance at the
+/// encoder input and per layer, for every class. `what` names the model in failures.
+fn assert_last_layer_modes_agree(model: &tokenlens::bert::BertClassifier, what: &str) {
     use tokenlens::bert::LastLayer;
     use tokenlens::relprop::{self, Depth};
-    for dir in [tiny_bert_dir(), minilm_head_dir()] {
-        let explainer = explainer_with(&dir, Precision::F64, None);
-        let model = explainer.model();
-        let layers = model.layers.len();
-        // A padded batch: the second sequence has three padding positions.
-        let ids = Tensor::new(
-            &[
-                [101u32, 1037, 6919, 1010, 2540, 7959, 2143, 1012, 102],
-                [101, 2023, 2001, 2919, 1012, 102, 0, 0, 0],
-            ],
-            &Device::Cpu,
-        )
+    let layers = model.layers.len();
+    let ids = Tensor::new(
+        &[
+            [101u32, 1037, 6919, 1010, 2540, 7959, 2143, 1012, 102],
+            [101, 2023, 2001, 2919, 1012, 102, 0, 0, 0],
+        ],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mask = Tensor::new(
+        &[[1u32, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 0, 0, 0]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let full = model
+        .forward_with(&ids, &mask, false, LastLayer::AllPositions)
         .unwrap();
-        let mask = Tensor::new(
-            &[[1u32, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 0, 0, 0]],
-            &Device::Cpu,
-        )
+    let cls = model
+        .forward_with(&ids, &mask, false, LastLayer::ClsOnly)
         .unwrap();
-        let full = model
-            .forward_with(&ids, &mask, false, LastLayer::AllPositions)
-            .unwrap();
-        let cls = model
-            .forward_with(&ids, &mask, false, LastLayer::ClsOnly)
-            .unwrap();
-        assert_eq!(
-            full.layers[layers - 1].probs.dims(),
-            &[2, model.config.num_attention_heads, 9, 9]
-        );
-        assert_eq!(
-            cls.layers[layers - 1].probs.dims()[2],
-            1,
-            "[CLS] only: one query row"
-        );
-        assert!(relative_difference(&full.logits, &cls.logits) <= 1e-12);
-        // Row 0 of the last layer's map, and all of every other layer's.
-        let comparable = |layer: usize, t: &Tensor| -> Tensor {
-            if layer + 1 == layers {
-                t.narrow(2, 0, 1).unwrap()
-            } else {
-                t.clone()
-            }
+    let heads = model.config.num_attention_heads;
+    assert_eq!(full.layers[layers - 1].probs.dims(), &[2, heads, 9, 9]);
+    assert_eq!(
+        cls.layers[layers - 1].probs.dims(),
+        &[2, heads, 1, 9],
+        "{what}: [CLS] only computes one query row"
+    );
+    assert!(relative_difference(&full.logits, &cls.logits) <= 1e-12);
+    // Row 0 of the last layer's map, and all of every other layer's.
+    let comparable = |layer: usize, t: &Tensor| -> Tensor {
+        if layer + 1 == layers {
+            t.narrow(2, 0, 1).unwrap()
+        } else {
+            t.clone()
+        }
+    };
+    let classes = model.config.num_labels();
+    for class in 0..classes {
+        let targets = [class, (class + 1) % classes];
+        let depth = GradientDepth {
+            lowest_attention_layer: 0,
+            encoder_input: true,
         };
-        let classes = model.config.num_labels();
-        for class in 0..classes {
-            let targets = [class, (class + 1) % classes];
-            let depth = GradientDepth {
-                lowest_attention_layer: 0,
-                encoder_input: true,
-            };
-            let g_full = backward::gradients(model, &full, &targets, depth).unwrap();
-            let g_cls = backward::gradients(model, &cls, &targets, depth).unwrap();
-            let r_full = relprop::propagate(model, &full, &targets, Depth::EncoderInput).unwrap();
-            let r_cls = relprop::propagate(model, &cls, &targets, Depth::EncoderInput).unwrap();
-            let r_full_last = r_full.attention[layers - 1].as_ref().unwrap();
-            let g_full_last = &g_full.probs[layers - 1];
-            for untouched in [g_full_last, r_full_last] {
-                let rest = untouched.narrow(2, 1, 8).unwrap();
-                assert_eq!(tensor_max_abs(&rest), 0.0, "rows other than [CLS] are zero");
-            }
-            for layer in 0..layers {
-                let pairs = [
-                    (&g_full.probs[layer], &g_cls.probs[layer]),
-                    (
-                        r_full.attention[layer].as_ref().unwrap(),
-                        r_cls.attention[layer].as_ref().unwrap(),
-                    ),
-                    (
-                        r_full.layer_input_totals[layer].as_ref().unwrap(),
-                        r_cls.layer_input_totals[layer].as_ref().unwrap(),
-                    ),
-                ];
-                for (which, (a, b)) in pairs.into_iter().enumerate() {
-                    let a = if which < 2 {
-                        comparable(layer, a)
-                    } else {
-                        a.clone()
-                    };
-                    let difference = relative_difference(&a, b);
-                    assert!(
-                        difference <= 1e-10,
-                        "{} class {class} layer {layer} quantity {which}: {difference}",
-                        dir.display()
-                    );
-                }
-            }
-            for (what, a, b) in [
-                ("∂y/∂e", &g_full.embedded, &g_cls.embedded),
+        let g_full = backward::gradients(model, &full, &targets, depth).unwrap();
+        let g_cls = backward::gradients(model, &cls, &targets, depth).unwrap();
+        let r_full = relprop::propagate(model, &full, &targets, Depth::EncoderInput).unwrap();
+        let r_cls = relprop::propagate(model, &cls, &targets, Depth::EncoderInput).unwrap();
+        let r_full_last = r_full.attention[layers - 1].as_ref().unwrap();
+        let g_full_last = &g_full.probs[layers - 1];
+        for untouched in [g_full_last, r_full_last] {
+            let rest = untouched.narrow(2, 1, 8).unwrap();
+            assert_eq!(
+                tensor_max_abs(&rest),
+                0.0,
+                "{what}: rows other than [CLS] are zero"
+            );
+        }
+        for layer in 0..layers {
+            let pairs = [
+                ("∂y/∂P", &g_full.probs[layer], &g_cls.probs[layer]),
                 (
-                    "relevance at the encoder input",
-                    r_full.encoder_input.as_ref().unwrap(),
-                    r_cls.encoder_input.as_ref().unwrap(),
+                    "attention relevance",
+                    r_full.attention[layer].as_ref().unwrap(),
+                    r_cls.attention[layer].as_ref().unwrap(),
                 ),
-            ] {
-                let difference = relative_difference(a, b);
+                (
+                    "relevance at the layer input",
+                    r_full.layer_input_totals[layer].as_ref().unwrap(),
+                    r_cls.layer_input_totals[layer].as_ref().unwrap(),
+                ),
+            ];
+            for (quantity, a, b) in pairs {
+                let a = if a.rank() == 4 {
+                    comparable(layer, a)
+                } else {
+                    a.clone()
+                };
+                let difference = relative_difference(&a, b);
                 assert!(
                     difference <= 1e-10,
-                    "{} {what}: {difference}",
-                    dir.display()
+                    "{what} class {class} layer {layer} {quantity}: {difference}"
                 );
             }
         }
-        // Through the explainer: every method but Grad-CAM (which needs every row) alone runs
-        // the [CLS]-only path; all methods together run every row.
+        for (quantity, a, b) in [
+            ("∂y/∂e", &g_full.embedded, &g_cls.embedded),
+            (
+                "relevance at the encoder input",
+                r_full.encoder_input.as_ref().unwrap(),
+                r_cls.encoder_input.as_ref().unwrap(),
+            ),
+        ] {
+            let difference = relative_difference(a, b);
+            assert!(difference <= 1e-10, "{what} {quantity}: {difference}");
+        }
+    }
+}
+
+/// Explanations compute the last layer for [CLS] only (`LastLayer::ClsOnly`) unless Grad-CAM is
+/// asked for. That changes no number (see [`assert_last_layer_modes_agree`]), also for a model of
+/// one layer (the last layer is also the first) and with query, key and value as three layers
+/// (as while training), and no method's scores through the explainer.
+#[test]
+fn computing_the_last_layer_for_cls_only_changes_no_result() {
+    use tokenlens::bert::LastLayer;
+    for dir in [tiny_bert_dir(), minilm_head_dir()] {
+        let explainer = explainer_with(&dir, Precision::F64, None);
+        let model = explainer.model();
+        assert_last_layer_modes_agree(model, &dir.display().to_string());
+        // Every method but Grad-CAM (which needs every row) alone runs the [CLS]-only path;
+        // all methods together run every row.
         let others: Vec<Method> = Method::ALL
             .into_iter()
             .filter(|m| !m.needs_every_last_layer_row())
@@ -265,6 +272,15 @@ fn computing_the_last_layer_for_cls_only_changes_no_result() {
             }
         }
     }
+    let tiny = explainer_with(&tiny_bert_dir(), Precision::F64, None);
+    let mut one_layer = tiny.model().clone();
+    one_layer.layers.truncate(1);
+    assert_last_layer_modes_agree(&one_layer, "tiny-bert, first layer only");
+    let mut three_projections = tiny.model().clone();
+    for layer in &mut three_projections.layers {
+        layer.query_key_value = None;
+    }
+    assert_last_layer_modes_agree(&three_projections, "tiny-bert, separate query/key/value");
 }
 
 #[test]
