@@ -17,7 +17,9 @@
 
 use candle_core::{D, DType, Module, Tensor, Var};
 
-use crate::bert::{BertClassifier, EncoderLayer, ForwardPass, LastLayer, LayerNorm};
+use crate::bert::{
+    BertClassifier, EncoderLayer, ForwardPass, LastLayer, LayerNorm, leading_positions,
+};
 use crate::config::Activation;
 use crate::error::Result;
 
@@ -120,11 +122,7 @@ fn attention_block(
             .transpose(1, 2)?
             .contiguous()?)
     };
-    let residual = if positions == hidden.dim(1)? {
-        hidden.clone()
-    } else {
-        hidden.narrow(1, 0, positions)?.contiguous()?
-    };
+    let residual = leading_positions(hidden, positions)?;
     let value = split_heads(layer.value.forward(hidden)?)?;
     let probs = match rules {
         Rules::CpLrp => {
@@ -210,11 +208,7 @@ pub fn patched_forward(
     let mut hidden = embedded.clone();
     let len = embedded.dim(1)?;
     for (index, layer) in model.layers.iter().enumerate() {
-        let positions = if last_layer == LastLayer::ClsOnly && index + 1 == model.layers.len() {
-            1
-        } else {
-            len
-        };
+        let positions = last_layer.query_positions(index, model.layers.len(), len);
         let attended = attention_block(
             model,
             layer,

@@ -49,6 +49,24 @@ pub enum LastLayer {
     ClsOnly,
 }
 
+impl LastLayer {
+    /// How many query positions layer `index` of `layers` computes for `len` positions.
+    pub fn query_positions(self, index: usize, layers: usize, len: usize) -> usize {
+        match self {
+            LastLayer::ClsOnly if index + 1 == layers => 1,
+            _ => len,
+        }
+    }
+}
+
+/// The first `positions` positions of `x` [B, N, …], contiguous (`x` itself when that is all).
+pub fn leading_positions(x: &Tensor, positions: usize) -> Result<Tensor> {
+    if positions == x.dim(1)? {
+        return Ok(x.clone());
+    }
+    Ok(x.narrow(1, 0, positions)?.contiguous()?)
+}
+
 #[derive(Clone)]
 pub struct LayerNorm {
     pub weight: Tensor,
@@ -218,11 +236,7 @@ impl LayerActivations {
     /// The layer input at the query positions [B, Q, D]: the residual branch of its attention
     /// block.
     pub fn residual_input(&self) -> Result<Tensor> {
-        let positions = self.query_positions()?;
-        if positions == self.input.dim(1)? {
-            return Ok(self.input.clone());
-        }
-        Ok(self.input.narrow(1, 0, positions)?.contiguous()?)
+        leading_positions(&self.input, self.query_positions()?)
     }
 }
 
@@ -554,11 +568,7 @@ impl BertClassifier {
         let scale = (head_dim as f64).sqrt();
         let mut layers = Vec::with_capacity(self.layers.len());
         for (index, layer) in self.layers.iter().enumerate() {
-            let positions = if last_layer == LastLayer::ClsOnly && index + 1 == self.layers.len() {
-                1
-            } else {
-                len
-            };
+            let positions = last_layer.query_positions(index, self.layers.len(), len);
             let split_heads = |x: Tensor| -> Result<Tensor> {
                 let rows = x.dim(1)?;
                 Ok(x.reshape((batch, rows, heads, head_dim))?
@@ -566,11 +576,7 @@ impl BertClassifier {
                     .contiguous()?)
             };
             // The residual branch: the layer input at the query positions.
-            let residual = if positions == len {
-                hidden.clone()
-            } else {
-                hidden.narrow(1, 0, positions)?.contiguous()?
-            };
+            let residual = leading_positions(&hidden, positions)?;
             let span = crate::profile::span("forward.attention", &self.device);
             let (query, key, value, query_key_value) = match &layer.query_key_value {
                 Some(merged) if !hidden.track_op() => {
