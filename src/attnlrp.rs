@@ -18,7 +18,7 @@
 use candle_core::{D, DType, Module, Tensor, Var};
 
 use crate::bert::{
-    BertClassifier, EncoderLayer, ForwardPass, LastLayer, LayerNorm, leading_positions,
+    BertClassifier, EncoderLayer, ForwardPass, LastLayer, LayerNorm, leading_positions, split_heads,
 };
 use crate::config::Activation;
 use crate::error::Result;
@@ -116,26 +116,20 @@ fn attention_block(
     let (batch, _, d) = hidden.dims3()?;
     let heads = model.config.num_attention_heads;
     let head_dim = model.config.head_dim();
-    let split_heads = |x: Tensor| -> Result<Tensor> {
-        let rows = x.dim(1)?;
-        Ok(x.reshape((batch, rows, heads, head_dim))?
-            .transpose(1, 2)?
-            .contiguous()?)
-    };
     let residual = leading_positions(hidden, positions)?;
-    let value = split_heads(layer.value.forward(hidden)?)?;
+    let value = split_heads(&layer.value.forward(hidden)?, heads)?;
     let probs = match rules {
         Rules::CpLrp => {
             // P is a constant: no relevance through softmax, Q or K.
-            let query = split_heads(layer.query.forward(&residual.detach())?)?;
-            let key = split_heads(layer.key.forward(&hidden.detach())?)?;
+            let query = split_heads(&layer.query.forward(&residual.detach())?, heads)?;
+            let key = split_heads(&layer.key.forward(&hidden.detach())?, heads)?;
             let scores = (query.matmul(&key.t()?.contiguous()?)? / (head_dim as f64).sqrt())?;
             let masked = scores.broadcast_add(extended_mask)?;
             candle_nn::ops::softmax(&masked, D::Minus1)?.detach()
         }
         Rules::AttnLrp => {
-            let query = split_heads(layer.query.forward(&residual)?)?;
-            let key = split_heads(layer.key.forward(hidden)?)?;
+            let query = split_heads(&layer.query.forward(&residual)?, heads)?;
+            let key = split_heads(&layer.key.forward(hidden)?, heads)?;
             let raw = halve_gradient(&query.matmul(&key.t()?.contiguous()?)?)?;
             let scores = (raw / (head_dim as f64).sqrt())?;
             let mut masked = scores.broadcast_add(extended_mask)?;

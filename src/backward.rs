@@ -8,7 +8,7 @@ use candle_core::{D, Tensor};
 
 use crate::bert::{
     BertClassifier, ForwardPass, Gradients, LayerNorm, dense_input_grad, merge_heads,
-    merge_query_key_value, one_hot_like, zero_padded,
+    merge_query_key_value, one_hot_like, split_heads, zero_padded,
 };
 use crate::config::Activation;
 use crate::error::Result;
@@ -92,7 +92,6 @@ pub fn gradients_seeded(
     depth: GradientDepth,
 ) -> Result<Gradients> {
     let _device = crate::graphs::shared_device_work();
-    let batch = pass.logits.dim(0)?;
     let _span = crate::profile::span("backward (all)", &model.device);
     let (_, len, _) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;
@@ -115,8 +114,7 @@ pub fn gradients_seeded(
     for index in (lowest..layers).rev() {
         let layer = &model.layers[index];
         let act = &pass.layers[index];
-        // Q query positions: N, or 1 where the last layer ran for [CLS] only.
-        let positions = act.query_positions()?;
+        // The residual rows: N, or 1 where the last layer ran for [CLS] only.
         let residual_input = act.residual_input()?;
         // Output block: h_out = LN(o + h_att), o = W_out · act(W_i · h_att).
         let d_sum = layer_norm_backward(
@@ -140,10 +138,7 @@ pub fn gradients_seeded(
             &(&act.attention_dense + &residual_input)?,
             &d_normed,
         )?;
-        let d_context = dense_input_grad(&layer.attention_output, &d_sum)?
-            .reshape((batch, positions, heads, head_dim))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let d_context = split_heads(&dense_input_grad(&layer.attention_output, &d_sum)?, heads)?;
         let d_probs = d_context.matmul(&act.value.t()?)?;
         probs_grads[index] = Some(d_probs.clone());
         if index == lowest && !depth.encoder_input {

@@ -40,10 +40,9 @@ impl Precision {
 /// Skipping them changes no number any method reports except `attention_gradcam`, which
 /// min–max normalises over the whole last attention map; it saves about a sixth of an
 /// explanation of a 6-layer model (a twelfth of BERT-base), more at long inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LastLayer {
     /// Every position, as the reference implementation computes it.
-    #[default]
     AllPositions,
     /// Only the [CLS] position (keys and values of every position).
     ClsOnly,
@@ -298,6 +297,15 @@ pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
         *last = out_dim;
     }
     Ok(y.reshape(shape)?)
+}
+
+/// [B, N, H·d] → [B, H, N, d]: an attention tensor's `heads` apart (the inverse of
+/// [`merge_heads`]); N may be the query positions of a [CLS]-only layer.
+pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (batch, len, width) = x.dims3()?;
+    Ok(x.reshape((batch, len, heads, width / heads))?
+        .transpose(1, 2)?
+        .contiguous()?)
 }
 
 /// [B, H, N, d] → [B, N, H·d]: the heads of an attention tensor side by side again.
@@ -569,12 +577,6 @@ impl BertClassifier {
         let mut layers = Vec::with_capacity(self.layers.len());
         for (index, layer) in self.layers.iter().enumerate() {
             let positions = last_layer.query_positions(index, self.layers.len(), len);
-            let split_heads = |x: Tensor| -> Result<Tensor> {
-                let rows = x.dim(1)?;
-                Ok(x.reshape((batch, rows, heads, head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()?)
-            };
             // The residual branch: the layer input at the query positions.
             let residual = leading_positions(&hidden, positions)?;
             let span = crate::profile::span("forward.attention", &self.device);
@@ -595,9 +597,9 @@ impl BertClassifier {
                     (query, heads_first.get(1)?, heads_first.get(2)?, Some(out))
                 }
                 _ => (
-                    split_heads(dense(&layer.query, &residual)?)?,
-                    split_heads(dense(&layer.key, &hidden)?)?,
-                    split_heads(dense(&layer.value, &hidden)?)?,
+                    split_heads(&dense(&layer.query, &residual)?, heads)?,
+                    split_heads(&dense(&layer.key, &hidden)?, heads)?,
+                    split_heads(&dense(&layer.value, &hidden)?, heads)?,
                     None,
                 ),
             };

@@ -11,7 +11,8 @@ use candle_core::{D, Tensor};
 use candle_nn::Linear;
 
 use crate::bert::{
-    BertClassifier, ForwardPass, merge_heads, merge_query_key_value, one_hot_like, zero_padded,
+    BertClassifier, ForwardPass, merge_heads, merge_query_key_value, one_hot_like, split_heads,
+    zero_padded,
 };
 use crate::error::Result;
 use crate::fused;
@@ -237,10 +238,8 @@ pub fn propagate_seeded(
     depth: Depth,
 ) -> Result<Relevance> {
     let _device = crate::graphs::shared_device_work();
-    let batch = pass.logits.dim(0)?;
     let (_, len, _) = pass.embedded.dims3()?;
     let heads = model.config.num_attention_heads;
-    let head_dim = model.config.head_dim();
 
     let _span = crate::profile::span("relprop (all)", &model.device);
     let r_pooled = linear_from_output(&pass.pooled, &model.classifier, &pass.logits, seed)?;
@@ -256,9 +255,8 @@ pub fn propagate_seeded(
     for index in (0..layers).rev() {
         let layer = &model.layers[index];
         let act = &pass.layers[index];
-        // Q query positions: N, or 1 where the last layer ran for [CLS] only (the other rows'
+        // The residual rows: N, or 1 where the last layer ran for [CLS] only (the other rows'
         // relevance is zero, see `LastLayer`).
-        let positions = act.query_positions()?;
         let residual_input = act.residual_input()?;
         // Output block: LayerNorm (identity), residual add, dense, activation (identity), dense.
         let (r_out, r_residual) = add(&act.output_dense, &act.attention_normed, &r)?;
@@ -283,10 +281,7 @@ pub fn propagate_seeded(
             &act.attention_dense,
             &r_dense,
         )?;
-        let r_context = r_context
-            .reshape((batch, positions, heads, head_dim))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let r_context = split_heads(&r_context, heads)?;
         let (r_probs, r_value) = matmul(&act.probs, &act.value, &r_context)?;
         attention[index] = Some(r_probs.clone());
         if depth == Depth::AttentionOfLayer(index) {
