@@ -4,7 +4,9 @@
 # then copy the repository, the two binaries and this script there and run, from the repository
 # root:
 #   TOKENLENS_BIN=path/to/tokenlens GOLDEN_BIN=path/to/golden-<hash> \
-#     bash scripts/gpu-check.sh OUT_DIR [bench] [golden]
+#     bash scripts/gpu-check.sh OUT_DIR [ab] [bench] [golden]
+# ab:     the same benchmark of the CUDA builds OLD_TOKENLENS_BIN and TOKENLENS_BIN, batch 1, in
+#         three interleaved rounds on the same warm GPU (an A/B of one change).
 # bench:  the engine benchmark, batch 1 (CUDA graphs on and off) and batched, on MiniLM- and
 #         BERT-base-shaped models with random weights (made by PyTorch `transformers`, which must
 #         be importable by python3; timing does not depend on the weights).
@@ -13,7 +15,7 @@
 # The CUDA 13 libraries (libcublas, libcublasLt, libcurand, libnvrtc, libcudart) must be on
 # LD_LIBRARY_PATH (for PyTorch's wheels: <site-packages>/nvidia/cu13/lib).
 set -uo pipefail
-out=${1:?usage: gpu-check.sh OUT_DIR [bench] [golden]}
+out=${1:?usage: gpu-check.sh OUT_DIR [ab] [bench] [golden]}
 shift
 stages=${*:-bench golden}
 mkdir -p "$out"
@@ -41,24 +43,37 @@ bench() { # LOG MODEL_DIR ARGS...: one `tokenlens bench` table, appended to LOG
   "$bin" bench --model "$model" --device cuda "$@" 2>&1 | tee -a "$log" || status=1
 }
 
+# The random models live outside OUT (nothing of them comes back) and are made once per machine.
+models=${TOKENLENS_GPU_MODELS:-/tmp/tokenlens-gpu-models}
+if [[ " $stages " == *" bench "* || " $stages " == *" ab "* ]]; then
+  [ -f "$models/minilm/config.json" ] || random_model "$models/minilm" 384 6 12 1536
+  [ -f "$models/bert-base/config.json" ] || random_model "$models/bert-base" 768 12 12 3072
+fi
+
+if [[ " $stages " == *" ab "* ]]; then
+  old=${OLD_TOKENLENS_BIN:?set OLD_TOKENLENS_BIN to the CUDA build to compare with}
+  new=$bin
+  for round in 1 2 3; do
+    for build in old new; do
+      [ $build = old ] && bin=$old || bin=$new
+      bench "$out/ab-$build.txt" "$models/bert-base" --precisions f32 --batch 1 --lengths 16,128,512 --repeats 10
+      bench "$out/ab-$build.txt" "$models/minilm" --precisions f32 --batch 1 --lengths 512 --repeats 10
+    done
+  done
+  bin=$new
+fi
+
 if [[ " $stages " == *" bench "* ]]; then
-  models=$out/models
-  random_model "$models/minilm" 384 6 12 1536
-  random_model "$models/bert-base" 768 12 12 3072
   for name in minilm bert-base; do
     log=$out/bench-$name.txt
     dir=$models/$name
     bench "$log" "$dir" --precisions f32 --batch 1
-    TOKENLENS_CUDA_GRAPHS=0 bench "$log" "$dir" --precisions f32 --batch 1
     bench "$log" "$dir" --precisions f32 --batch 32 --repeats 3
   done
   log=$out/bench-minilm-more.txt
   dir=$models/minilm
-  TOKENLENS_CUDA_GRAPHS=0 TOKENLENS_CUDA_EVENT_TRACKING=1 bench "$log" "$dir" --precisions f32 --batch 1
   bench "$log" "$dir" --precisions f64 --batch 1
   bench "$log" "$dir" --precisions f32 --batch 1 --method attnlrp
-  TOKENLENS_CUDA_GRAPHS=0 bench "$log" "$dir" --precisions f32 --batch 1 --method attnlrp
-  rm -rf "$models"
 fi
 
 if [[ " $stages " == *" golden "* ]]; then

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::graphs::{self, Computed, CudaGraphs, GraphStats, Steps};
 use crate::methods::{self, Method, MethodInputs};
 use crate::model_dir::{ModelFiles, TokenizerFile};
+use crate::relprop::AbsWeights;
 use crate::text::{self, Aggregation, Piece, TextEncoder, Window};
 use crate::weights::WeightStore;
 
@@ -114,6 +115,9 @@ type GraphKey = (Vec<usize>, Vec<usize>, Vec<Method>);
 pub struct Explainer {
     /// Dropped in `Drop` while holding the device (see there).
     model: ManuallyDrop<BertClassifier>,
+    /// The model's |W| for relevance propagation, kept on a GPU only (see [`AbsWeights`]);
+    /// dropped in `Drop` like the model.
+    abs_weights: ManuallyDrop<AbsWeights>,
     encoder: TextEncoder,
     pub model_name: String,
     /// Dropped in `Drop` while holding the device (it holds a handle of it).
@@ -133,6 +137,7 @@ impl Drop for Explainer {
         // SAFETY: dropped once, here, and never used again.
         unsafe {
             ManuallyDrop::drop(&mut self.model);
+            ManuallyDrop::drop(&mut self.abs_weights);
             ManuallyDrop::drop(&mut self.options);
         }
     }
@@ -165,6 +170,11 @@ impl Explainer {
         let dtype = options.precision.dtype();
         let store = WeightStore::load(&files.weights, dtype, &options.device)?;
         let model = BertClassifier::load(config, &store, dtype, &options.device)?;
+        let abs_weights = if options.device.is_cuda() {
+            AbsWeights::of_model(&model)?
+        } else {
+            AbsWeights::none()
+        };
         let encoder = match &files.tokenizer {
             TokenizerFile::Json(path) => TextEncoder::from_tokenizer_json(path)?,
             TokenizerFile::Vocab { path, lowercase } => TextEncoder::from_vocab(path, *lowercase)?,
@@ -174,6 +184,7 @@ impl Explainer {
             model_name: files.name.clone(),
             graphs: CudaGraphs::new(&options.device),
             model: ManuallyDrop::new(model),
+            abs_weights: ManuallyDrop::new(abs_weights),
             options: ManuallyDrop::new(options),
             cache: Mutex::new(HashMap::new()),
         })
@@ -597,7 +608,8 @@ impl Explainer {
             }
             Route::Instrumented(pass) => {
                 let gradients = methods::gradients_for(methods, &self.model, pass, seed)?;
-                let relevance = methods::propagate_for(methods, &self.model, pass, seed)?;
+                let relevance =
+                    methods::propagate_for(methods, &self.model, &self.abs_weights, pass, seed)?;
                 let patched = methods::patched_for(methods, &self.model, pass, seed)?;
                 let inputs = MethodInputs {
                     model: &self.model,

@@ -45,6 +45,23 @@ pub fn alpha_beta_ratio(relevance: &Tensor, xw: &Tensor, t: &Tensor) -> Result<T
     )?)
 }
 
+/// [`alpha_beta_ratio`] from the layer's output `y = xWᵀ + b` and its bias `b` ([out]):
+/// `S = R / (½ ((y − b) + t))`, the bias subtracted within the same pass with the rounding of
+/// the `broadcast_sub` it replaces.
+pub fn alpha_beta_ratio_from_output(
+    relevance: &Tensor,
+    output: &Tensor,
+    t: &Tensor,
+    bias: &Tensor,
+) -> Result<Tensor> {
+    let op = RatioFromOutput {
+        bias: bias.contiguous()?,
+    };
+    Ok(relevance
+        .contiguous()?
+        .apply_op3_no_bwd(&output.contiguous()?, &t.contiguous()?, &op)?)
+}
+
 /// `½ (x ⊙ u + |x| ⊙ v)` of the LRP-α1β0 rule, from `u = S W` and `v = S |W|`.
 pub fn alpha_beta_input(x: &Tensor, u: &Tensor, v: &Tensor) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op3_no_bwd(
@@ -264,6 +281,77 @@ impl Fused {
     }
 }
 
+/// [`alpha_beta_ratio_from_output`]: three inputs [rows, out] and the bias it holds, a fourth
+/// input that candle's custom ops have no slot for.
+struct RatioFromOutput {
+    bias: Tensor,
+}
+
+impl RatioFromOutput {
+    fn kernel_name(&self) -> &'static str {
+        "alpha_beta_ratio_from_output"
+    }
+
+    /// The columns (the bias's length), after checking the inputs' shapes against them.
+    fn columns(&self, shapes: &[&Shape]) -> candle_core::Result<usize> {
+        let cols = self.bias.elem_count();
+        let first = shapes[0];
+        if cols == 0 || first.dims().last() != Some(&cols) || shapes.iter().any(|s| *s != first) {
+            candle_core::bail!(
+                "{}: inputs of one shape [.., {cols}] expected, got {shapes:?}",
+                self.kernel_name()
+            );
+        }
+        Ok(cols)
+    }
+
+    fn cpu(&self, inputs: &[(&CpuStorage, &Layout)]) -> candle_core::Result<(CpuStorage, Shape)> {
+        let shapes: Vec<&Shape> = inputs.iter().map(|(_, l)| l.shape()).collect();
+        self.columns(&shapes)?;
+        let (bias, bias_layout) = self.bias.storage_and_layout();
+        let candle_core::Storage::Cpu(bias) = &*bias else {
+            candle_core::bail!("{}: the bias is on another device", self.kernel_name());
+        };
+        let mut all = inputs.to_vec();
+        all.push((bias, bias_layout));
+        Ok((on_cpu_slices(self, &all)?, shapes[0].clone()))
+    }
+}
+
+impl CpuKernel for RatioFromOutput {
+    fn name(&self) -> &'static str {
+        self.kernel_name()
+    }
+    fn run<T: Float>(&self, inputs: &[&[T]]) -> Vec<T> {
+        let (r, y, t, b) = (inputs[0], inputs[1], inputs[2], inputs[3]);
+        let cols = b.len();
+        (0..r.len())
+            .map(|i| safe_divide_element(r[i], ((y[i] - b[i % cols]) + t[i]) * T::HALF))
+            .collect()
+    }
+}
+
+custom_ops!(RatioFromOutput);
+
+#[cfg(feature = "cuda")]
+impl RatioFromOutput {
+    fn cuda(
+        &self,
+        inputs: &[(&candle_core::CudaStorage, &Layout)],
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let shapes: Vec<&Shape> = inputs.iter().map(|(_, l)| l.shape()).collect();
+        let cols = self.columns(&shapes)?;
+        let (bias, bias_layout) = self.bias.storage_and_layout();
+        let candle_core::Storage::Cuda(bias) = &*bias else {
+            candle_core::bail!("{}: the bias is on another device", self.kernel_name());
+        };
+        let mut all = inputs.to_vec();
+        all.push((bias, bias_layout));
+        let storage = cuda::launch_with_columns(self.kernel_name(), &all, cols)?;
+        Ok((storage, shapes[0].clone()))
+    }
+}
+
 /// An op's arithmetic on the CPU, for either float type.
 pub(crate) trait CpuKernel {
     fn name(&self) -> &'static str;
@@ -449,6 +537,11 @@ __device__ void alpha_beta_ratio(const T *r, const T *xw, const T *t, T *out, u6
     EACH(n) out[i] = safe_div(r[i], (xw[i] + t[i]) * T(0.5));
 }
 template <typename T>
+__device__ void alpha_beta_ratio_from_output(const T *r, const T *y, const T *t, const T *b,
+                                             T *out, u64 n, u64 cols) {
+    EACH(n) out[i] = safe_div(r[i], ((y[i] - b[i % cols]) + t[i]) * T(0.5));
+}
+template <typename T>
 __device__ void alpha_beta_input(const T *x, const T *u, const T *v, T *out, u64 n) {
     EACH(n) {
         const T xi = x[i];
@@ -491,12 +584,14 @@ __device__ void renormalisation(const T *sum_a, const T *sum_b, const T *total, 
 #define P1(T) (const T *a, T *out, u64 n)
 #define P2(T) (const T *a, const T *b, T *out, u64 n)
 #define P3(T) (const T *a, const T *b, const T *c, T *out, u64 n)
+#define P4C(T) (const T *a, const T *b, const T *c, const T *d, T *out, u64 n, u64 cols)
 BOTH(safe_divide, P2, (a, b, out, n))
 BOTH(half_product, P2, (a, b, out, n))
 BOTH(gelu, P1, (a, out, n))
 BOTH(gelu_backward, P2, (a, b, out, n))
 BOTH(alpha_beta_ratio, P3, (a, b, c, out, n))
 BOTH(alpha_beta_input, P3, (a, b, c, out, n))
+BOTH(alpha_beta_ratio_from_output, P4C, (a, b, c, d, out, n, cols))
 BOTH(renormalisation, P3, (a, b, c, out, n))
 "#;
 
@@ -582,6 +677,23 @@ BOTH(renormalisation, P3, (a, b, c, out, n))
             None,
             LaunchConfig::for_num_elems(n as u32),
         )
+    }
+
+    /// An elementwise kernel over the first input's elements whose last input is a row of
+    /// `cols` broadcast over them (parameters: inputs, output, count, `cols`).
+    pub(super) fn launch_with_columns(
+        name: &str,
+        inputs: &[(&CudaStorage, &Layout)],
+        cols: usize,
+    ) -> candle_core::Result<CudaStorage> {
+        let n = inputs[0].1.shape().elem_count();
+        let counts = [n as u64, cols as u64];
+        let config = LaunchConfig::for_num_elems(n as u32);
+        match &inputs[0].0.slice {
+            CudaStorageSlice::F32(_) => launch::<f32>(name, inputs, n, &counts, None, config),
+            CudaStorageSlice::F64(_) => launch::<f64>(name, inputs, n, &counts, None, config),
+            _ => candle_core::bail!("{name} needs f32 or f64 tensors"),
+        }
     }
 
     pub fn run(
@@ -685,6 +797,21 @@ mod tests {
                 values(&composite_safe_div(&r, &z)),
                 "{dtype:?}"
             );
+
+            // The same ratio from an output with a bias ([4], broadcast over 2 rows).
+            let bias = tensor(&[0.5, -0.25, 1e-9, 3.0], dtype);
+            let rows = |t: &Tensor| t.reshape((2, 4)).unwrap();
+            let output = rows(&a).broadcast_add(&bias).unwrap();
+            let xw = output.broadcast_sub(&bias).unwrap();
+            let z = (&xw + rows(&b)).unwrap().affine(0.5, 0.0).unwrap();
+            assert_eq!(
+                values(
+                    &alpha_beta_ratio_from_output(&rows(&r), &output, &rows(&b), &bias).unwrap()
+                ),
+                values(&composite_safe_div(&rows(&r), &z)),
+                "{dtype:?}"
+            );
+            assert!(alpha_beta_ratio_from_output(&r, &a, &b, &bias).is_err());
 
             let expected = ((&a * &b).unwrap() + (a.abs().unwrap() * &r).unwrap())
                 .unwrap()

@@ -7,7 +7,7 @@ use crate::attnlrp::{self, Rules};
 use crate::backward::{self, GradientDepth};
 use crate::bert::{BertClassifier, ForwardPass, Gradients, LastLayer};
 use crate::error::{Error, Result};
-use crate::relprop::{self, Depth, Relevance};
+use crate::relprop::{self, AbsWeights, Depth, Relevance};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
@@ -404,11 +404,18 @@ pub fn gradients_for(
 pub fn propagate_for(
     methods: &[Method],
     model: &BertClassifier,
+    abs_weights: &AbsWeights,
     pass: &ForwardPass,
     seed: &Tensor,
 ) -> Result<Option<Relevance>> {
     match deepest(methods, model.layers.len()) {
-        Some(depth) => Ok(Some(relprop::propagate_seeded(model, pass, seed, depth)?)),
+        Some(depth) => Ok(Some(relprop::propagate_seeded(
+            model,
+            abs_weights,
+            pass,
+            seed,
+            depth,
+        )?)),
         None => Ok(None),
     }
 }

@@ -283,6 +283,58 @@ fn computing_the_last_layer_for_cls_only_changes_no_result() {
     assert_last_layer_modes_agree(&three_projections, "tiny-bert, separate query/key/value");
 }
 
+/// On a GPU the explainer keeps |W| of every layer for the α1β0 rule (`AbsWeights`); with the
+/// stored weights relevance is bit for bit what the rule gives making |W| itself, for the merged
+/// query/key/value layer and for three separate ones, in both precisions.
+#[test]
+fn stored_absolute_weights_change_no_relevance() {
+    use tokenlens::bert::{LastLayer, one_hot_like};
+    use tokenlens::relprop::{self, AbsWeights, Depth};
+    let ids = Tensor::new(&[[101u32, 1037, 6919, 1010, 2540, 102]], &Device::Cpu).unwrap();
+    let mask = Tensor::new(&[[1u32; 6]], &Device::Cpu).unwrap();
+    for precision in [Precision::F32, Precision::F64] {
+        let explainer = explainer_with(&tiny_bert_dir(), precision, None);
+        let mut three_projections = explainer.model().clone();
+        for layer in &mut three_projections.layers {
+            layer.query_key_value = None;
+        }
+        for (model, what) in [
+            (explainer.model(), "merged"),
+            (&three_projections, "separate"),
+        ] {
+            let pass = model
+                .forward_with(&ids, &mask, false, LastLayer::ClsOnly)
+                .unwrap();
+            let seed = one_hot_like(&pass.logits, &[1]).unwrap();
+            let stored = AbsWeights::of_model(model).unwrap();
+            let with = relprop::propagate_seeded(model, &stored, &pass, &seed, Depth::EncoderInput)
+                .unwrap();
+            let without = relprop::propagate(model, &pass, &[1], Depth::EncoderInput).unwrap();
+            let bits = |t: &Tensor| -> Vec<f64> {
+                t.flatten_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            };
+            let (a, b) = (
+                with.encoder_input.as_ref().unwrap(),
+                without.encoder_input.as_ref().unwrap(),
+            );
+            assert!(tensor_max_abs(b) > 0.0, "{what} {precision:?}");
+            assert_eq!(bits(a), bits(b), "{what} {precision:?}: encoder input");
+            for (layer, (a, b)) in with.attention.iter().zip(&without.attention).enumerate() {
+                assert_eq!(
+                    bits(a.as_ref().unwrap()),
+                    bits(b.as_ref().unwrap()),
+                    "{what} {precision:?}: attention of layer {layer}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn words_and_tokens_point_at_their_text() {
     let explainer = explainer_with(&tiny_bert_dir(), Precision::F32, None);
