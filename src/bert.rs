@@ -290,6 +290,9 @@ pub fn dense(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     let rows = x.elem_count() / in_dim;
     let y = x.reshape((rows, in_dim))?.matmul(&w.t()?)?;
     let y = match layer.bias() {
+        Some(b) if !y.track_op() && crate::fused::available(y.device(), &[&y, b]) => {
+            crate::fused::add_row(&y, b)?
+        }
         Some(b) => y.broadcast_add(b)?,
         None => y,
     };

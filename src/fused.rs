@@ -62,6 +62,25 @@ pub fn alpha_beta_ratio_from_output(
         .apply_op3_no_bwd(&output.contiguous()?, &t.contiguous()?, &op)?)
 }
 
+/// `y + b` for `y` [.., C] and a row `b` [C]: a linear layer's bias add, as `broadcast_add`
+/// computes it. candle's broadcast kernels find each element of the broadcast operand through
+/// a loop of divisions by every dimension, and on a GPU are several times slower than this.
+pub fn add_row(y: &Tensor, row: &Tensor) -> Result<Tensor> {
+    broadcast(Broadcast::AddRow, y, row)
+}
+
+/// `x ⊙ f` for `x` whose elements fall into `f.elem_count()` equal consecutive groups (samples,
+/// or parts then samples), each multiplied by its factor: as `broadcast_mul` by `f` reshaped
+/// to [G, 1, …].
+pub fn scale_groups(x: &Tensor, factors: &Tensor) -> Result<Tensor> {
+    broadcast(Broadcast::ScaleGroups, x, factors)
+}
+
+fn broadcast(op: Broadcast, x: &Tensor, small: &Tensor) -> Result<Tensor> {
+    Ok(x.contiguous()?
+        .apply_op2_no_bwd(&small.contiguous()?, &op)?)
+}
+
 /// `½ (x ⊙ u + |x| ⊙ v)` of the LRP-α1β0 rule, from `u = S W` and `v = S |W|`.
 pub fn alpha_beta_input(x: &Tensor, u: &Tensor, v: &Tensor) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op3_no_bwd(
@@ -278,6 +297,78 @@ impl Fused {
             _ => Shape::from(self.output_len(shape.elem_count())),
         };
         Ok((out, shape))
+    }
+}
+
+/// [`add_row`] and [`scale_groups`]: a tensor and a smaller one repeated over it.
+#[derive(Debug, Clone, Copy)]
+enum Broadcast {
+    AddRow,
+    ScaleGroups,
+}
+
+impl Broadcast {
+    fn kernel_name(&self) -> &'static str {
+        match self {
+            Broadcast::AddRow => "add_row",
+            Broadcast::ScaleGroups => "scale_groups",
+        }
+    }
+
+    /// The second operand's extent: the row length, or the elements per group.
+    fn extent(&self, shapes: &[&Shape]) -> candle_core::Result<usize> {
+        let (n, small) = (shapes[0].elem_count(), shapes[1].elem_count());
+        let fits = small > 0
+            && match self {
+                Broadcast::AddRow => shapes[0].dims().last() == Some(&small),
+                Broadcast::ScaleGroups => n % small == 0,
+            };
+        if !fits || shapes.len() != 2 {
+            candle_core::bail!("{}: shapes {shapes:?} do not fit", self.kernel_name());
+        }
+        Ok(match self {
+            Broadcast::AddRow => small,
+            Broadcast::ScaleGroups => n / small,
+        })
+    }
+
+    fn cpu(&self, inputs: &[(&CpuStorage, &Layout)]) -> candle_core::Result<(CpuStorage, Shape)> {
+        let shapes: Vec<&Shape> = inputs.iter().map(|(_, l)| l.shape()).collect();
+        self.extent(&shapes)?;
+        Ok((on_cpu_slices(self, inputs)?, shapes[0].clone()))
+    }
+}
+
+impl CpuKernel for Broadcast {
+    fn name(&self) -> &'static str {
+        self.kernel_name()
+    }
+    fn run<T: Float>(&self, inputs: &[&[T]]) -> Vec<T> {
+        let (x, small) = (inputs[0], inputs[1]);
+        match self {
+            Broadcast::AddRow => (0..x.len())
+                .map(|i| x[i] + small[i % small.len()])
+                .collect(),
+            Broadcast::ScaleGroups => {
+                let group = x.len() / small.len();
+                (0..x.len()).map(|i| x[i] * small[i / group]).collect()
+            }
+        }
+    }
+}
+
+custom_ops!(Broadcast);
+
+#[cfg(feature = "cuda")]
+impl Broadcast {
+    fn cuda(
+        &self,
+        inputs: &[(&candle_core::CudaStorage, &Layout)],
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let shapes: Vec<&Shape> = inputs.iter().map(|(_, l)| l.shape()).collect();
+        let extent = self.extent(&shapes)?;
+        let storage = cuda::launch_with_columns(self.kernel_name(), inputs, extent)?;
+        Ok((storage, shapes[0].clone()))
     }
 }
 
@@ -542,6 +633,14 @@ __device__ void alpha_beta_ratio_from_output(const T *r, const T *y, const T *t,
     EACH(n) out[i] = safe_div(r[i], ((y[i] - b[i % cols]) + t[i]) * T(0.5));
 }
 template <typename T>
+__device__ void add_row(const T *y, const T *b, T *out, u64 n, u64 cols) {
+    EACH(n) out[i] = y[i] + b[i % cols];
+}
+template <typename T>
+__device__ void scale_groups(const T *x, const T *f, T *out, u64 n, u64 group) {
+    EACH(n) out[i] = x[i] * f[i / group];
+}
+template <typename T>
 __device__ void alpha_beta_input(const T *x, const T *u, const T *v, T *out, u64 n) {
     EACH(n) {
         const T xi = x[i];
@@ -584,6 +683,7 @@ __device__ void renormalisation(const T *sum_a, const T *sum_b, const T *total, 
 #define P1(T) (const T *a, T *out, u64 n)
 #define P2(T) (const T *a, const T *b, T *out, u64 n)
 #define P3(T) (const T *a, const T *b, const T *c, T *out, u64 n)
+#define P2C(T) (const T *a, const T *b, T *out, u64 n, u64 cols)
 #define P4C(T) (const T *a, const T *b, const T *c, const T *d, T *out, u64 n, u64 cols)
 BOTH(safe_divide, P2, (a, b, out, n))
 BOTH(half_product, P2, (a, b, out, n))
@@ -591,6 +691,8 @@ BOTH(gelu, P1, (a, out, n))
 BOTH(gelu_backward, P2, (a, b, out, n))
 BOTH(alpha_beta_ratio, P3, (a, b, c, out, n))
 BOTH(alpha_beta_input, P3, (a, b, c, out, n))
+BOTH(add_row, P2C, (a, b, out, n, cols))
+BOTH(scale_groups, P2C, (a, b, out, n, cols))
 BOTH(alpha_beta_ratio_from_output, P4C, (a, b, c, d, out, n, cols))
 BOTH(renormalisation, P3, (a, b, c, out, n))
 "#;
@@ -679,8 +781,8 @@ BOTH(renormalisation, P3, (a, b, c, out, n))
         )
     }
 
-    /// An elementwise kernel over the first input's elements whose last input is a row of
-    /// `cols` broadcast over them (parameters: inputs, output, count, `cols`).
+    /// An elementwise kernel over the first input's elements whose last input is repeated over
+    /// them (parameters: inputs, output, count, and `cols`: that input's extent).
     pub(super) fn launch_with_columns(
         name: &str,
         inputs: &[(&CudaStorage, &Layout)],
@@ -812,6 +914,34 @@ mod tests {
                 "{dtype:?}"
             );
             assert!(alpha_beta_ratio_from_output(&r, &a, &b, &bias).is_err());
+            assert_eq!(
+                values(&add_row(&rows(&a), &bias).unwrap()),
+                values(&output),
+                "{dtype:?}"
+            );
+            let factors = tensor(&[2.0, -0.5], dtype);
+            assert_eq!(
+                values(&scale_groups(&rows(&a), &factors).unwrap()),
+                values(
+                    &rows(&a)
+                        .broadcast_mul(&factors.reshape((2, 1)).unwrap())
+                        .unwrap()
+                ),
+                "{dtype:?}"
+            );
+            let four = tensor(&[2.0, -0.5, 3.0, 1e-3], dtype);
+            let cube = a.reshape((4, 2, 1)).unwrap();
+            assert_eq!(
+                values(&scale_groups(&cube, &four).unwrap()),
+                values(
+                    &cube
+                        .broadcast_mul(&four.reshape((4, 1, 1)).unwrap())
+                        .unwrap()
+                ),
+                "{dtype:?}"
+            );
+            assert!(add_row(&a, &bias).is_err());
+            assert!(scale_groups(&a, &tensor(&[1.0, 2.0, 3.0], dtype)).is_err());
 
             let expected = ((&a * &b).unwrap() + (a.abs().unwrap() * &r).unwrap())
                 .unwrap()

@@ -178,9 +178,8 @@ pub fn add(a: &Tensor, b: &Tensor, relevance: &Tensor) -> Result<(Tensor, Tensor
         // A residual connection: the split and its sums in one fused pass.
         let (split, sums) = fused::residual_split(a, b, relevance)?;
         let factors = renormalisation(&sums.get(0)?, &sums.get(1)?, &sums.get(2)?)?;
-        let mut factor_shape = vec![2, a.dim(0)?];
-        factor_shape.resize(split.rank(), 1);
-        let scaled = split.broadcast_mul(&factors.reshape(factor_shape)?)?;
+        // Groups in the order of `factors` [2, B]: part, then sample.
+        let scaled = fused::scale_groups(&split, &factors)?;
         return Ok((scaled.get(0)?, scaled.get(1)?));
     }
     let total = per_sample_total(relevance)?;
@@ -214,7 +213,7 @@ pub fn add_mask(scores: &Tensor, mask: &Tensor, relevance: &Tensor) -> Result<Te
         // One pass over the maps for the split and its sums instead of about seven.
         let (share, sums) = fused::masked_split(scores, mask, relevance)?;
         let factors = renormalisation(&sums.get(0)?, &sums.get(1)?, &sums.get(2)?)?;
-        return scaled_per_sample(&share, &factors.get(0)?);
+        return fused::scale_groups(&share, &factors.get(0)?);
     }
     Ok(add(scores, mask, relevance)?.0)
 }
