@@ -76,6 +76,12 @@ pub fn scale_groups(x: &Tensor, factors: &Tensor) -> Result<Tensor> {
     broadcast(Broadcast::ScaleGroups, x, factors)
 }
 
+/// `x ⊘ d` with `x`'s elements in `d.elem_count()` equal consecutive groups (rows), each
+/// divided by its divisor: as `broadcast_div` by `d` reshaped to [G, 1, …].
+pub fn divide_groups(x: &Tensor, divisors: &Tensor) -> Result<Tensor> {
+    broadcast(Broadcast::DivideGroups, x, divisors)
+}
+
 fn broadcast(op: Broadcast, x: &Tensor, small: &Tensor) -> Result<Tensor> {
     Ok(x.contiguous()?
         .apply_op2_no_bwd(&small.contiguous()?, &op)?)
@@ -300,11 +306,13 @@ impl Fused {
     }
 }
 
-/// [`add_row`] and [`scale_groups`]: a tensor and a smaller one repeated over it.
+/// [`add_row`], [`scale_groups`] and [`divide_groups`]: a tensor and a smaller one repeated
+/// over it.
 #[derive(Debug, Clone, Copy)]
 enum Broadcast {
     AddRow,
     ScaleGroups,
+    DivideGroups,
 }
 
 impl Broadcast {
@@ -312,6 +320,7 @@ impl Broadcast {
         match self {
             Broadcast::AddRow => "add_row",
             Broadcast::ScaleGroups => "scale_groups",
+            Broadcast::DivideGroups => "divide_groups",
         }
     }
 
@@ -321,14 +330,14 @@ impl Broadcast {
         let fits = small > 0
             && match self {
                 Broadcast::AddRow => shapes[0].dims().last() == Some(&small),
-                Broadcast::ScaleGroups => n % small == 0,
+                Broadcast::ScaleGroups | Broadcast::DivideGroups => n % small == 0,
             };
         if !fits || shapes.len() != 2 {
             candle_core::bail!("{}: shapes {shapes:?} do not fit", self.kernel_name());
         }
         Ok(match self {
             Broadcast::AddRow => small,
-            Broadcast::ScaleGroups => n / small,
+            Broadcast::ScaleGroups | Broadcast::DivideGroups => n / small,
         })
     }
 
@@ -352,6 +361,10 @@ impl CpuKernel for Broadcast {
             Broadcast::ScaleGroups => {
                 let group = x.len() / small.len();
                 (0..x.len()).map(|i| x[i] * small[i / group]).collect()
+            }
+            Broadcast::DivideGroups => {
+                let group = x.len() / small.len();
+                (0..x.len()).map(|i| x[i] / small[i / group]).collect()
             }
         }
     }
@@ -641,6 +654,10 @@ __device__ void scale_groups(const T *x, const T *f, T *out, u64 n, u64 group) {
     EACH(n) out[i] = x[i] * f[i / group];
 }
 template <typename T>
+__device__ void divide_groups(const T *x, const T *d, T *out, u64 n, u64 group) {
+    EACH(n) out[i] = x[i] / d[i / group];
+}
+template <typename T>
 __device__ void alpha_beta_input(const T *x, const T *u, const T *v, T *out, u64 n) {
     EACH(n) {
         const T xi = x[i];
@@ -693,6 +710,7 @@ BOTH(alpha_beta_ratio, P3, (a, b, c, out, n))
 BOTH(alpha_beta_input, P3, (a, b, c, out, n))
 BOTH(add_row, P2C, (a, b, out, n, cols))
 BOTH(scale_groups, P2C, (a, b, out, n, cols))
+BOTH(divide_groups, P2C, (a, b, out, n, cols))
 BOTH(alpha_beta_ratio_from_output, P4C, (a, b, c, d, out, n, cols))
 BOTH(renormalisation, P3, (a, b, c, out, n))
 "#;
@@ -936,6 +954,16 @@ mod tests {
                 values(
                     &cube
                         .broadcast_mul(&four.reshape((4, 1, 1)).unwrap())
+                        .unwrap()
+                ),
+                "{dtype:?}"
+            );
+            let divisors = tensor(&[3.0, -7.0, 0.1, 1e-3], dtype);
+            assert_eq!(
+                values(&divide_groups(&cube, &divisors).unwrap()),
+                values(
+                    &cube
+                        .broadcast_div(&divisors.reshape((4, 1, 1)).unwrap())
                         .unwrap()
                 ),
                 "{dtype:?}"

@@ -209,7 +209,11 @@ fn sample_square_native(x: &Tensor, b: usize, len: usize) -> Result<Tensor> {
 /// [len, len] (made once for all layers: on a GPU it takes several kernels).
 fn identity_row_normalised(m: &Tensor, eye: &Tensor) -> Result<Tensor> {
     let with_eye = (m + eye.narrow(0, 0, m.dim(0)?)?)?;
-    Ok(with_eye.broadcast_div(&with_eye.sum_keepdim(1)?)?)
+    let sums = with_eye.sum_keepdim(1)?;
+    if crate::fused::available(m.device(), &[&with_eye, &sums]) {
+        return crate::fused::divide_groups(&with_eye, &sums);
+    }
+    Ok(with_eye.broadcast_div(&sums)?)
 }
 
 /// Row 0 of `M[last] ⋯ M[0]` (last layer leftmost), evaluated as a row vector times matrices.
