@@ -310,24 +310,20 @@ fn stored_absolute_weights_change_no_relevance() {
             let with = relprop::propagate_seeded(model, &stored, &pass, &seed, Depth::EncoderInput)
                 .unwrap();
             let without = relprop::propagate(model, &pass, &[1], Depth::EncoderInput).unwrap();
-            let bits = |t: &Tensor| -> Vec<f64> {
-                t.flatten_all()
-                    .unwrap()
-                    .to_dtype(DType::F64)
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap()
-            };
             let (a, b) = (
                 with.encoder_input.as_ref().unwrap(),
                 without.encoder_input.as_ref().unwrap(),
             );
             assert!(tensor_max_abs(b) > 0.0, "{what} {precision:?}");
-            assert_eq!(bits(a), bits(b), "{what} {precision:?}: encoder input");
+            assert_eq!(
+                f64_values(a),
+                f64_values(b),
+                "{what} {precision:?}: encoder input"
+            );
             for (layer, (a, b)) in with.attention.iter().zip(&without.attention).enumerate() {
                 assert_eq!(
-                    bits(a.as_ref().unwrap()),
-                    bits(b.as_ref().unwrap()),
+                    f64_values(a.as_ref().unwrap()),
+                    f64_values(b.as_ref().unwrap()),
                     "{what} {precision:?}: attention of layer {layer}"
                 );
             }

@@ -134,6 +134,17 @@ pub fn saved_weights(dir: &Path) -> std::collections::HashMap<String, candle_cor
         .unwrap()
 }
 
+/// Every element of `t` as f64, in row-major order: exact for f32 and f64 tensors, so equal
+/// vectors mean equal bits (but for the sign of zero).
+pub fn f64_values(t: &candle_core::Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
 /// max |a − b| of two float32 tensors of one shape.
 pub fn max_abs_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
     (a - b)
