@@ -326,13 +326,16 @@ impl Broadcast {
 
     /// The second operand's extent: the row length, or the elements per group.
     fn extent(&self, shapes: &[&Shape]) -> candle_core::Result<usize> {
-        let (n, small) = (shapes[0].elem_count(), shapes[1].elem_count());
+        let &[large, small] = shapes else {
+            candle_core::bail!("{} takes two inputs", self.kernel_name());
+        };
+        let (n, small) = (large.elem_count(), small.elem_count());
         let fits = small > 0
             && match self {
-                Broadcast::AddRow => shapes[0].dims().last() == Some(&small),
+                Broadcast::AddRow => large.dims().last() == Some(&small),
                 Broadcast::ScaleGroups | Broadcast::DivideGroups => n % small == 0,
             };
-        if !fits || shapes.len() != 2 {
+        if !fits {
             candle_core::bail!("{}: shapes {shapes:?} do not fit", self.kernel_name());
         }
         Ok(match self {

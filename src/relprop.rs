@@ -146,27 +146,29 @@ fn linear_rule(
     let w_abs = abs.of(layer)?;
     let x_abs = x2.abs()?;
     let t = x_abs.matmul(&w_abs.t()?)?;
-    if let (Some(y), Some(b)) = (output, layer.bias())
-        && fused::available(x.device(), &[&r2, y, &t, b])
-    {
+    let fused = fused::available(x.device(), &[&r2, &x2, &t]);
+    // S = R / z with z = ½(xWᵀ + |x||W|ᵀ); xWᵀ from the layer's output where it is at hand.
+    let s = match (output.map(|y| y.reshape((rows, out_dim))), layer.bias()) {
         // `y − b` inside the ratio's pass: one pass over the output fewer.
-        let s = fused::alpha_beta_ratio_from_output(&r2, &y.reshape((rows, out_dim))?, &t, b)?;
-        let r_in = fused::alpha_beta_input(&x2, &s.matmul(w)?, &s.matmul(&w_abs)?)?;
-        return Ok(r_in.reshape(x.shape())?);
-    }
-    let xw = match (output, layer.bias()) {
-        (Some(y), Some(b)) => y.reshape((rows, out_dim))?.broadcast_sub(b)?,
-        (Some(y), None) => y.reshape((rows, out_dim))?,
-        (None, _) => x2.matmul(&w.t()?)?,
+        (Some(y), Some(b)) if fused => fused::alpha_beta_ratio_from_output(&r2, &y?, &t, b)?,
+        (output, bias) => {
+            let xw = match (output, bias) {
+                (Some(y), Some(b)) => y?.broadcast_sub(b)?,
+                (Some(y), None) => y?,
+                (None, _) => x2.matmul(&w.t()?)?,
+            };
+            if fused {
+                fused::alpha_beta_ratio(&r2, &xw, &t)?
+            } else {
+                safe_div(&r2, &(xw + t)?.affine(0.5, 0.0)?)?
+            }
+        }
     };
-    if fused::available(x.device(), &[&r2, &xw, &t]) {
-        let s = fused::alpha_beta_ratio(&r2, &xw, &t)?;
-        let r_in = fused::alpha_beta_input(&x2, &s.matmul(w)?, &s.matmul(&w_abs)?)?;
-        return Ok(r_in.reshape(x.shape())?);
-    }
-    let z = (xw + t)?.affine(0.5, 0.0)?;
-    let s = safe_div(&r2, &z)?;
-    let r_in = ((x2 * s.matmul(w)?)? + (x_abs * s.matmul(&w_abs)?)?)?.affine(0.5, 0.0)?;
+    let r_in = if fused {
+        fused::alpha_beta_input(&x2, &s.matmul(w)?, &s.matmul(&w_abs)?)?
+    } else {
+        ((x2 * s.matmul(w)?)? + (x_abs * s.matmul(&w_abs)?)?)?.affine(0.5, 0.0)?
+    };
     Ok(r_in.reshape(x.shape())?)
 }
 
